@@ -1,0 +1,43 @@
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint proto proto-check typecheck fmt bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## run: the whole stack on the built-in simulators (set OLLAMA_BASE_URL / VLLM_BASE_URL for real engines)
+run: $(STAMP)
+	$(PY) -m router_service.devstack
+
+## test: lint, type checks, stale generated code, the full test suite
+test: $(STAMP) lint typecheck
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/buf lint protos
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+## proto: regenerate the committed stubs under clients/gen from protos/
+proto: $(STAMP)
+	$(PY) -m clients.protogen
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: $(STAMP)
+	$(PY) bench/sim_throughput.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

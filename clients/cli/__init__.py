@@ -1,0 +1,1 @@
+"""``llmctl``: the operator CLI of the LLM gateway (entry point :func:`clients.cli.main.main`)."""

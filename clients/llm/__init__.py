@@ -1,0 +1,104 @@
+"""Typed client of the LLM router's RouterService.
+
+```python
+from clients.llm import RouterClient, Task
+
+async with RouterClient("127.0.0.1:50051") as client:
+    stream = client.generate("hi", task=Task.SYNTHESIS)
+    async for chunk in stream.text():
+        print(chunk, end="")
+    result = await stream.collect()
+    vectors = (await client.embed(["a", "b"])).embeddings
+```
+
+Failures raise :class:`RouterError` subclasses decoded from the router's rich error status.
+:class:`SyncRouterClient` is the blocking twin for scripts. ``clients.llm.testing`` holds a fake
+router for tests.
+"""
+
+from clients.llm._async_client import RouterClient
+from clients.llm._async_stream import GenerateStream
+from clients.llm._channel import DEFAULT_CHANNEL_OPTIONS
+from clients.llm._control_client import DEFAULT_CONTROL_TIMEOUT, ControlClient
+from clients.llm._convert import MessageLike
+from clients.llm._enums import (
+    ErrorCode,
+    FinishReason,
+    Provider,
+    ProviderLike,
+    Role,
+    RoleLike,
+    Task,
+    TaskLike,
+)
+from clients.llm._errors import (
+    ERROR_DOMAIN,
+    EmbeddingServiceError,
+    InvalidRequestError,
+    LLMInvalidResponseError,
+    LLMTimeoutError,
+    LLMUnavailableError,
+    ModelNotFoundError,
+    OverloadedError,
+    RequestCancelledError,
+    RouterError,
+    RouterInternalError,
+    map_rpc_error,
+)
+from clients.llm._options import DEFAULT_TIMEOUT, REQUEST_ID_METADATA_KEY, CallOptions
+from clients.llm._sync_client import SyncRouterClient
+from clients.llm._sync_stream import SyncGenerateStream
+from clients.llm._types import (
+    EmbedResult,
+    GenerateEvent,
+    GenerateResult,
+    Message,
+    StreamEnd,
+    StreamStart,
+    TextChunk,
+    Timings,
+    Usage,
+)
+
+__all__ = [
+    "DEFAULT_CHANNEL_OPTIONS",
+    "DEFAULT_CONTROL_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "ERROR_DOMAIN",
+    "REQUEST_ID_METADATA_KEY",
+    "CallOptions",
+    "ControlClient",
+    "EmbedResult",
+    "EmbeddingServiceError",
+    "ErrorCode",
+    "FinishReason",
+    "GenerateEvent",
+    "GenerateResult",
+    "GenerateStream",
+    "InvalidRequestError",
+    "LLMInvalidResponseError",
+    "LLMTimeoutError",
+    "LLMUnavailableError",
+    "Message",
+    "MessageLike",
+    "ModelNotFoundError",
+    "OverloadedError",
+    "Provider",
+    "ProviderLike",
+    "RequestCancelledError",
+    "Role",
+    "RoleLike",
+    "RouterClient",
+    "RouterError",
+    "RouterInternalError",
+    "StreamEnd",
+    "StreamStart",
+    "SyncGenerateStream",
+    "SyncRouterClient",
+    "Task",
+    "TaskLike",
+    "TextChunk",
+    "Timings",
+    "Usage",
+    "map_rpc_error",
+]

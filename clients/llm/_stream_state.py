@@ -1,0 +1,67 @@
+"""What a generate stream has received so far, and the result it adds up to.
+
+Shared by the async and the sync stream so that both collect the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import grpc
+
+from clients.llm._enums import Provider
+from clients.llm._errors import LLMInvalidResponseError
+from clients.llm._types import GenerateEvent, GenerateResult, StreamEnd, StreamStart, TextChunk
+
+
+@dataclass(slots=True)
+class StreamState:
+    """Events received on one generate stream."""
+
+    request_id: str
+    """The id the client sent; replaced by the router's once the start event arrives."""
+    start: StreamStart | None = None
+    end: StreamEnd | None = None
+    chunks: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        """The text received so far."""
+        return "".join(self.chunks)
+
+    def add(self, event: GenerateEvent) -> None:
+        """Records one event."""
+        if isinstance(event, StreamStart):
+            self.start = event
+            self.request_id = event.request_id or self.request_id
+        elif isinstance(event, TextChunk):
+            self.chunks.append(event.text)
+        else:
+            self.end = event
+
+    def result(self) -> GenerateResult:
+        """The collected completion.
+
+        Raises :class:`LLMInvalidResponseError` when the stream ended without its end event: the
+        router never truncates silently, so a missing end means the answer is incomplete.
+        """
+        if self.end is None:
+            raise LLMInvalidResponseError(
+                "generate stream ended without an end event",
+                status_code=grpc.StatusCode.DATA_LOSS,
+                request_id=self.request_id,
+                partial_text=self.text,
+            )
+        start = self.start
+        return GenerateResult(
+            request_id=self.request_id,
+            provider=start.provider if start else Provider.UNSPECIFIED,
+            model=start.model if start else "",
+            engine_model=start.engine_model if start else "",
+            fallback=start.fallback if start else False,
+            attempt=start.attempt if start else 0,
+            text=self.text,
+            finish_reason=self.end.finish_reason,
+            usage=self.end.usage,
+            timings=self.end.timings,
+        )

@@ -1,0 +1,178 @@
+"""The blocking client for scripts and the CLI; mirrors :class:`RouterClient`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import Self
+
+import grpc
+
+from clients.gen.llmgateway.v1 import router_pb2, router_pb2_grpc
+from clients.llm._channel import ChannelOption, channel_options
+from clients.llm._convert import (
+    MessageLike,
+    build_embed_request,
+    build_generate_request,
+    embed_result_from_proto,
+    new_request_id,
+)
+from clients.llm._enums import ProviderLike, TaskLike
+from clients.llm._errors import map_rpc_error
+from clients.llm._options import DEFAULT_TIMEOUT, CallOptions, ClientDefaults
+from clients.llm._sync_stream import SyncGenerateStream
+from clients.llm._types import EmbedResult
+
+
+class SyncRouterClient:
+    """Blocking client of the router's RouterService (``grpc.insecure_channel``).
+
+    Same methods, arguments and results as :class:`RouterClient`, without ``await``.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        metadata: Sequence[tuple[str, str]] = (),
+        wait_for_ready: bool = False,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: Sequence[ChannelOption] = (),
+    ) -> None:
+        merged = channel_options(options)
+        channel = (
+            grpc.secure_channel(target, credentials, options=merged)
+            if credentials is not None
+            else grpc.insecure_channel(target, options=merged)
+        )
+        self._setup(channel, True, ClientDefaults(timeout, metadata, wait_for_ready))
+
+    @classmethod
+    def from_channel(
+        cls,
+        channel: grpc.Channel,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        metadata: Sequence[tuple[str, str]] = (),
+        wait_for_ready: bool = False,
+    ) -> Self:
+        """A client on ``channel``; :meth:`close` leaves the channel open."""
+        client = cls.__new__(cls)
+        client._setup(channel, False, ClientDefaults(timeout, metadata, wait_for_ready))
+        return client
+
+    def _setup(self, channel: grpc.Channel, owns_channel: bool, defaults: ClientDefaults) -> None:
+        self._channel = channel
+        self._owns_channel = owns_channel
+        self._defaults = defaults
+        self._stub = router_pb2_grpc.RouterServiceStub(channel)
+
+    @property
+    def channel(self) -> grpc.Channel:
+        """The channel calls go through."""
+        return self._channel
+
+    def close(self) -> None:
+        """Closes the channel if the client opened it."""
+        if self._owns_channel:
+            self._channel.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def generate(
+        self,
+        prompt: str | None = None,
+        *,
+        task: TaskLike | None = None,
+        model: str | None = None,
+        provider: ProviderLike | None = None,
+        messages: Iterable[MessageLike] | None = None,
+        system: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        stop: Sequence[str] = (),
+        seed: int | None = None,
+        request_id: str | None = None,
+        routing_key: str | None = None,
+        options: CallOptions | None = None,
+    ) -> SyncGenerateStream:
+        """Starts a streamed completion (``Generate``); see :meth:`RouterClient.generate`."""
+        request_id = request_id or new_request_id()
+        request = build_generate_request(
+            request_id=request_id,
+            prompt=prompt,
+            messages=messages,
+            system=system,
+            task=task,
+            model=model,
+            provider=provider,
+            routing_key=routing_key,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            seed=seed,
+        )
+        resolved = self._defaults.resolve(options, request_id)
+        call = self._stub.Generate(
+            request,
+            timeout=resolved.timeout,
+            metadata=resolved.metadata,
+            wait_for_ready=resolved.wait_for_ready,
+        )
+        return SyncGenerateStream(call, request_id)
+
+    def embed(
+        self,
+        inputs: str | Sequence[str],
+        *,
+        model: str | None = None,
+        provider: ProviderLike | None = None,
+        request_id: str | None = None,
+        routing_key: str | None = None,
+        options: CallOptions | None = None,
+    ) -> EmbedResult:
+        """Embeds ``inputs`` (``Embed``); one vector per input, in order."""
+        request_id = request_id or new_request_id()
+        request = build_embed_request(
+            request_id=request_id,
+            inputs=inputs,
+            model=model,
+            provider=provider,
+            routing_key=routing_key,
+        )
+        resolved = self._defaults.resolve(options, request_id)
+        try:
+            response = self._stub.Embed(
+                request,
+                timeout=resolved.timeout,
+                metadata=resolved.metadata,
+                wait_for_ready=resolved.wait_for_ready,
+            )
+        except grpc.RpcError as exc:
+            raise map_rpc_error(exc, request_id=request_id) from exc
+        return embed_result_from_proto(response)
+
+    def get_status(self, *, options: CallOptions | None = None) -> router_pb2.GetStatusResponse:
+        """The router's quick status (``GetStatus``): config version and state, engine probes."""
+        resolved = self._defaults.resolve(options, new_request_id())
+        try:
+            return self._stub.GetStatus(
+                router_pb2.GetStatusRequest(),
+                timeout=resolved.timeout,
+                metadata=resolved.metadata,
+                wait_for_ready=resolved.wait_for_ready,
+            )
+        except grpc.RpcError as exc:
+            raise map_rpc_error(exc) from exc

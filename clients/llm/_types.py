@@ -1,0 +1,95 @@
+"""Plain result types: what the client returns instead of proto messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from clients.llm._enums import FinishReason, Provider, RoleLike
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One chat turn; ``role`` accepts a :class:`Role`, a name ("user") or a proto value."""
+
+    role: RoleLike
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts as reported by the engine."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """The router's measurements of one generation."""
+
+    time_to_first_token_ms: float = 0.0
+    total_ms: float = 0.0
+    tokens_per_second: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStart:
+    """The first event of a generate stream: who answers."""
+
+    request_id: str
+    provider: Provider
+    model: str
+    engine_model: str
+    fallback: bool
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class TextChunk:
+    """Newly generated text."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    """The last event of a successful generate stream."""
+
+    finish_reason: FinishReason
+    usage: Usage
+    timings: Timings
+
+
+GenerateEvent: TypeAlias = StreamStart | TextChunk | StreamEnd
+"""One event of a generate stream."""
+
+
+@dataclass(frozen=True, slots=True)
+class GenerateResult:
+    """A whole completion, collected from a generate stream."""
+
+    request_id: str
+    provider: Provider
+    model: str
+    engine_model: str
+    fallback: bool
+    text: str
+    finish_reason: FinishReason
+    usage: Usage
+    timings: Timings
+    attempt: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedResult:
+    """One embedding per input text, in input order."""
+
+    request_id: str
+    provider: Provider
+    model: str
+    embeddings: list[list[float]]
+    prompt_tokens: int = 0
+    fallback: bool = False
+    total_ms: float = 0.0

@@ -1,0 +1,1 @@
+"""The control service: desired state, migration phases, config push, rollback decisions."""

@@ -1,0 +1,165 @@
+"""Builds the control service's object graph from settings and runs its gRPC server."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import grpc
+import httpx
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from control_service import convert
+from control_service.auth import BearerAuthInterceptor
+from control_service.controller import Controller
+from control_service.health import EngineProber, HealthAggregator, engine_probe_urls
+from control_service.hub import Hub
+from control_service.servicer import SERVICE, ControlServicer, add_to_server
+from control_service.settings import ControlSettings
+from control_service.state import default_state
+from control_service.stats_windows import StatsWindows
+from control_service.store import SqliteStore, StateStore
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME: str = SERVICE.full_name
+
+# Keepalive compatible with the router's subscriber: it may ping every 10 s without calls; the
+# server pings idle sessions itself so a router that vanished is seen as disconnected.
+SERVER_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+]
+
+
+@dataclass
+class ControlApp:
+    """A running control service: server, port, and its parts (for tests and benchmarks)."""
+
+    settings: ControlSettings
+    server: grpc.aio.Server
+    port: int
+    store: StateStore
+    hub: Hub
+    stats: StatsWindows
+    controller: Controller
+    health: health.aio.HealthServicer
+    prober: EngineProber
+    http_client: httpx.AsyncClient
+    _own_http_client: bool
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting, end router sessions (UNAVAILABLE, so they reconnect), let unary
+        calls finish within ``grace`` seconds, then close the store and the HTTP client."""
+        await self.health.enter_graceful_shutdown()
+        self.hub.shutdown()
+        await self.server.stop(self.settings.grace_period_s if grace is None else grace)
+        await self.prober.aclose()
+        if self._own_http_client:
+            await self.http_client.aclose()
+        await self.store.close()
+
+
+def server_credentials(settings: ControlSettings) -> grpc.ServerCredentials | None:
+    """TLS (and mTLS when a client CA is set) from the settings' PEM files; None: plaintext."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    key = settings.tls_key_file.read_bytes()
+    cert = settings.tls_cert_file.read_bytes()
+    ca = settings.tls_client_ca_file.read_bytes() if settings.tls_client_ca_file else None
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
+    )
+
+
+async def start_control(
+    settings: ControlSettings,
+    *,
+    store: StateStore | None = None,
+    http_client: httpx.AsyncClient | None = None,
+) -> ControlApp:
+    """Start the control service on ``settings.host:settings.port`` (port 0 picks a free one).
+    ``store`` defaults to SQLite at ``settings.db_path``; ``http_client`` (for engine probes)
+    to a new client closed on stop."""
+    store = store if store is not None else SqliteStore(settings.db_path)
+    hub = Hub()
+    controller = Controller(store, hub, convert.encode_session_snapshot)
+    try:
+        snap = await controller.start(default_state(tuple(settings.split_steps)))
+    except BaseException:
+        await store.close()
+        raise
+    stats = StatsWindows(settings.stats_retention_s, settings.stats_slot_s, clock=time.time)
+    own_client = http_client is None
+    client = http_client if http_client is not None else httpx.AsyncClient()
+    prober = EngineProber(
+        client,
+        engine_probe_urls(settings.ollama_base_url, settings.vllm_base_url),
+        timeout_s=settings.probe_timeout_s,
+        cache_s=settings.probe_cache_s,
+    )
+    aggregator = HealthAggregator(
+        store,
+        hub,
+        lambda: (controller.current.version, controller.current.state),
+        prober,
+        store_timeout_s=settings.store_health_timeout_s,
+    )
+    servicer = ControlServicer(controller, hub, stats, aggregator)
+    server = grpc.aio.server(
+        interceptors=[BearerAuthInterceptor(settings.auth_token, settings.router_token)],
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+            *SERVER_OPTIONS,
+        ],
+    )
+    add_to_server(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    address = f"{settings.host}:{settings.port}"
+    try:
+        creds = server_credentials(settings)
+        port = (
+            server.add_secure_port(address, creds)
+            if creds is not None
+            else server.add_insecure_port(address)
+        )
+        if port == 0:
+            raise OSError(f"could not bind {address}")
+        await server.start()
+    except BaseException:
+        await store.close()
+        if own_client:
+            await client.aclose()
+        raise
+    await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    log.info(
+        "control service listening on %s:%d (%s, state v%d at %s)",
+        settings.host,
+        port,
+        "TLS" if creds is not None else "plaintext",
+        snap.version,
+        settings.db_path,
+    )
+    return ControlApp(
+        settings,
+        server,
+        port,
+        store,
+        hub,
+        stats,
+        controller,
+        health_servicer,
+        prober,
+        client,
+        own_client,
+    )

@@ -1,0 +1,83 @@
+"""The desired-state service: applies verbs and flag changes through the store (validated as a
+whole, compare-and-set, one transaction) and publishes each new version to the session hub.
+
+Plain Python: the servicer translates protos into the callables used here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from control_service import phases, validation
+from control_service.hub import Hub
+from control_service.state import (
+    AuditEvent,
+    ChangeMeta,
+    DesiredState,
+    Flags,
+    Snapshot,
+    with_flags,
+    with_migration,
+)
+from control_service.store import Change, StateStore
+
+DEFAULT_ACTOR = "anonymous"
+
+
+class Controller:
+    """Owns the current :class:`Snapshot`; every change goes through :meth:`change`."""
+
+    def __init__(self, store: StateStore, hub: Hub, encode: Callable[[Snapshot], bytes]) -> None:
+        self.store = store
+        self.hub = hub
+        self._encode = encode
+        self._current: Snapshot | None = None
+
+    async def start(self, initial: DesiredState) -> Snapshot:
+        """Open the store (``initial`` becomes version 1 of an empty one) and publish."""
+        snap = await self.store.open(initial)
+        validation.check(snap.state)
+        self._publish(snap)
+        return snap
+
+    @property
+    def current(self) -> Snapshot:
+        if self._current is None:
+            raise RuntimeError("controller not started")
+        return self._current
+
+    def _publish(self, snap: Snapshot) -> None:
+        if self._current is None or snap.version > self._current.version:
+            self._current = snap
+            self.hub.publish(snap.version, self._encode(snap))
+
+    async def change(
+        self, action: str, meta: ChangeMeta, fn: Callable[[DesiredState], DesiredState]
+    ) -> Snapshot:
+        """Apply ``fn`` to the current state in one store transaction: CAS on
+        ``meta.expected_version``, whole-state validation, snapshot + audit event. A change
+        that changes nothing returns the current snapshot without a new version."""
+
+        def mutate(cur: Snapshot) -> Change | None:
+            new = fn(cur.state)
+            if new == cur.state:
+                return None
+            validation.check(new)
+            return Change(new, meta.actor or DEFAULT_ACTOR, action, meta.reason)
+
+        snap, _ = await self.store.commit(meta.expected_version, mutate)
+        # Also publishes a newer version another writer of the same store committed.
+        self._publish(snap)
+        return snap
+
+    async def migrate(self, verb: phases.Verb, meta: ChangeMeta) -> Snapshot:
+        """One operator verb of the phase machine (promote, set_weight, pause, ...)."""
+        return await self.change(
+            verb.action, meta, lambda s: with_migration(s, phases.apply(s.migration, verb))
+        )
+
+    async def update_flags(self, meta: ChangeMeta, fn: Callable[[Flags], Flags]) -> Snapshot:
+        return await self.change("update_flags", meta, lambda s: with_flags(s, fn(s.flags)))
+
+    async def events(self, before_version: int, limit: int) -> list[AuditEvent]:
+        return await self.store.events(before_version, limit)

@@ -1,0 +1,75 @@
+"""``llm-control``: the control service process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from control_service.app import start_control
+from control_service.settings import ControlSettings
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="llm-control", description="Control service of the LLM gateway (desired state)"
+    )
+    p.add_argument("--host", help="listen address (LLM_CONTROL_HOST)")
+    p.add_argument("--port", type=int, help="listen port, 0 for any (LLM_CONTROL_PORT)")
+    p.add_argument("--db", type=Path, help="SQLite state file (LLM_CONTROL_DB_PATH)")
+    p.add_argument("--config", type=Path, help="YAML settings file (LLM_CONTROL_CONFIG_FILE)")
+    p.add_argument("--log-level", default="INFO")
+    return p.parse_args(argv)
+
+
+async def serve(settings: ControlSettings) -> None:
+    app = await start_control(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    version = app.controller.current.version
+    print(
+        f"llm-control ready on {settings.host}:{app.port} (state v{version}, {settings.db_path})",
+        flush=True,
+    )
+    await stop.wait()
+    logging.getLogger(__name__).info(
+        "shutting down: ending router sessions, draining calls for up to %.0fs",
+        settings.grace_period_s,
+    )
+    await app.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parse(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    overrides: dict[str, object] = {}
+    if args.host:
+        overrides["host"] = args.host
+    if args.port is not None:
+        overrides["port"] = args.port
+    if args.db:
+        overrides["db_path"] = args.db
+    if args.config:
+        overrides["config_file"] = args.config
+    try:
+        settings = ControlSettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SystemExit(f"llm-control: invalid settings:\n{exc}") from None
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(settings))
+    else:
+        uvloop.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""ControlService servicer: translates protos into controller calls; errors map in ``_call``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from clients.gen.llmgateway.v1 import control_pb2
+from control_service import convert, phases
+from control_service.controller import Controller
+from control_service.errors import ControlError, FieldViolation, InvalidChange
+from control_service.grpc_errors import to_status
+from control_service.health import Health, HealthAggregator
+from control_service.hub import Hub
+from control_service.session import SessionHandler
+from control_service.state import ChangeMeta, Snapshot
+from control_service.stats_windows import StatsWindows
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Context = grpc.aio.ServicerContext[Any, Any]
+SERVICE = control_pb2.DESCRIPTOR.services_by_name["ControlService"]
+MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE = 1000, 50
+
+_HEALTH_TO_PROTO = {
+    Health.OK: control_pb2.HEALTH_STATUS_OK,
+    Health.DEGRADED: control_pb2.HEALTH_STATUS_DEGRADED,
+    Health.DOWN: control_pb2.HEALTH_STATUS_DOWN,
+}
+
+
+def _meta(meta: control_pb2.ChangeMeta) -> ChangeMeta:
+    return ChangeMeta(meta.actor, meta.reason, meta.expected_version)
+
+
+class ControlServicer:
+    """Implements every ControlService RPC (checked against the descriptor at registration)."""
+
+    def __init__(
+        self,
+        controller: Controller,
+        hub: Hub,
+        stats: StatsWindows,
+        health: HealthAggregator,
+    ) -> None:
+        self._controller = controller
+        self._hub = hub
+        self._health = health
+        # A bound coroutine function: grpc.aio picks the reader/writer API by inspecting it.
+        self.RouterSession = SessionHandler(hub, stats).handle
+
+    async def _call(self, context: Context, fn: Callable[[], Awaitable[T]]) -> T:
+        """The one error mapping: domain errors to rich statuses, anything else to INTERNAL."""
+        try:
+            return await fn()
+        except ControlError as err:
+            status = to_status(err)
+        except Exception as exc:
+            log.exception("control service fault")
+            status = to_status(ControlError(f"control service fault: {type(exc).__name__}"))
+        await context.abort_with_status(status)
+        raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+    def _snapshot(self, snap: Snapshot) -> control_pb2.ConfigSnapshot:
+        return convert.snapshot_to_proto(snap)
+
+    async def _verb(
+        self, context: Context, meta: control_pb2.ChangeMeta, verb: Callable[[], phases.Verb]
+    ) -> control_pb2.ConfigSnapshot:
+        async def run() -> Snapshot:
+            return await self._controller.migrate(verb(), _meta(meta))
+
+        return self._snapshot(await self._call(context, run))
+
+    # --- reads -----------------------------------------------------------------------------
+
+    async def GetState(
+        self, request: control_pb2.GetStateRequest, context: Context
+    ) -> control_pb2.GetStateResponse:
+        snap = self._controller.current
+        return control_pb2.GetStateResponse(
+            snapshot=self._snapshot(snap),
+            routers=[convert.router_to_proto(r, snap.version) for r in self._hub.routers()],
+        )
+
+    async def ListEvents(
+        self, request: control_pb2.ListEventsRequest, context: Context
+    ) -> control_pb2.ListEventsResponse:
+        async def run() -> control_pb2.ListEventsResponse:
+            bad = []
+            if not 0 <= request.page_size <= MAX_PAGE_SIZE:
+                bad.append(FieldViolation("page_size", f"must be in [0, {MAX_PAGE_SIZE}]"))
+            if request.before_version < 0:
+                bad.append(FieldViolation("before_version", "must not be negative"))
+            if bad:
+                raise InvalidChange(bad)
+            size = request.page_size or DEFAULT_PAGE_SIZE
+            events = await self._controller.events(request.before_version, size + 1)
+            more = len(events) > size
+            events = events[:size]
+            return control_pb2.ListEventsResponse(
+                events=[convert.event_to_proto(e) for e in events],
+                next_before_version=events[-1].version if more else 0,
+            )
+
+        return await self._call(context, run)
+
+    async def GetHealth(
+        self, request: control_pb2.GetHealthRequest, context: Context
+    ) -> control_pb2.GetHealthResponse:
+        status, components = await self._call(context, self._health.check)
+        return control_pb2.GetHealthResponse(
+            status=_HEALTH_TO_PROTO[status],
+            components=[
+                control_pb2.ComponentHealth(
+                    name=c.name,
+                    status=_HEALTH_TO_PROTO[c.status],
+                    detail=c.detail,
+                    latency_ms=c.latency_ms,
+                )
+                for c in components
+            ],
+        )
+
+    # --- operator verbs --------------------------------------------------------------------
+
+    async def Promote(
+        self, request: control_pb2.PromoteRequest, context: Context
+    ) -> control_pb2.PromoteResponse:
+        snap = await self._verb(context, request.meta, lambda: phases.Promote(request.full))
+        return control_pb2.PromoteResponse(snapshot=snap)
+
+    async def SetWeight(
+        self, request: control_pb2.SetWeightRequest, context: Context
+    ) -> control_pb2.SetWeightResponse:
+        snap = await self._verb(
+            context, request.meta, lambda: phases.SetWeight(request.weight_percent)
+        )
+        return control_pb2.SetWeightResponse(snapshot=snap)
+
+    async def Pause(
+        self, request: control_pb2.PauseRequest, context: Context
+    ) -> control_pb2.PauseResponse:
+        snap = await self._verb(context, request.meta, lambda: phases.Pause(request.meta.reason))
+        return control_pb2.PauseResponse(snapshot=snap)
+
+    async def Resume(
+        self, request: control_pb2.ResumeRequest, context: Context
+    ) -> control_pb2.ResumeResponse:
+        snap = await self._verb(context, request.meta, phases.Resume)
+        return control_pb2.ResumeResponse(snapshot=snap)
+
+    async def Abort(
+        self, request: control_pb2.AbortRequest, context: Context
+    ) -> control_pb2.AbortResponse:
+        snap = await self._verb(context, request.meta, lambda: phases.Abort(request.meta.reason))
+        return control_pb2.AbortResponse(snapshot=snap)
+
+    async def Retry(
+        self, request: control_pb2.RetryRequest, context: Context
+    ) -> control_pb2.RetryResponse:
+        snap = await self._verb(context, request.meta, phases.Retry)
+        return control_pb2.RetryResponse(snapshot=snap)
+
+    async def Undo(
+        self, request: control_pb2.UndoRequest, context: Context
+    ) -> control_pb2.UndoResponse:
+        snap = await self._verb(
+            context,
+            request.meta,
+            lambda: phases.Undo(convert.phase_from_proto(request.to_phase, "to_phase")),
+        )
+        return control_pb2.UndoResponse(snapshot=snap)
+
+    async def UpdateFlags(
+        self, request: control_pb2.UpdateFlagsRequest, context: Context
+    ) -> control_pb2.UpdateFlagsResponse:
+        async def run() -> Snapshot:
+            return await self._controller.update_flags(
+                _meta(request.meta),
+                lambda current: convert.apply_flags_update(
+                    current, request.flags, request.update_mask
+                ),
+            )
+
+        snap = await self._call(context, run)
+        return control_pb2.UpdateFlagsResponse(snapshot=self._snapshot(snap))
+
+
+def _identity(payload: bytes) -> bytes:
+    return payload
+
+
+def add_to_server(servicer: ControlServicer, server: grpc.aio.Server) -> None:
+    """Register every ControlService method from the descriptor (a missing implementation fails
+    here, at start). Same as the generated ``add_ControlServiceServicer_to_server`` except that
+    RouterSession writes pre-serialized bytes (identity response serializer)."""
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+    for method in SERVICE.methods:
+        fn = getattr(servicer, method.name)
+        request_cls = getattr(control_pb2, method.input_type.name)
+        response_cls = getattr(control_pb2, method.output_type.name)
+        if method.client_streaming and method.server_streaming:
+            handlers[method.name] = grpc.stream_stream_rpc_method_handler(
+                fn, request_deserializer=request_cls.FromString, response_serializer=_identity
+            )
+        elif not method.client_streaming and not method.server_streaming:
+            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                fn,
+                request_deserializer=request_cls.FromString,
+                response_serializer=response_cls.SerializeToString,
+            )
+        else:  # pragma: no cover - the proto has no such method today
+            raise NotImplementedError(f"{method.full_name}: unsupported streaming kind")
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(SERVICE.full_name, handlers),)
+    )

@@ -1,0 +1,338 @@
+"""The desired state as plain, immutable data: flags, the migration phase, the model catalogue.
+
+No grpc or protobuf here: ``convert`` translates to and from the wire, ``store`` persists the
+JSON form (:func:`to_dict` / :func:`from_dict`). The defaults are the seed report's
+``LLMProviderConfig`` (section 5.2), its rollback triggers (6.4), its split steps (5.4) and the
+router's model catalogue (``router_service.catalog``), so a fresh control service pushes what a
+router without a control service already does.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, get_args
+
+from router_service.catalog import DEFAULT_ENGINE_NAMES, DEFAULT_FALLBACKS, DEFAULT_TASK_MODELS
+from router_service.values import PROVIDERS, ProviderName, TaskName
+
+TASKS: tuple[TaskName, ...] = get_args(TaskName)
+ComponentProvider = Literal["primary", "ollama", "vllm"]
+COMPONENT_PROVIDERS: tuple[ComponentProvider, ...] = get_args(ComponentProvider)
+# The seed's per-component flags and the task each one routes.
+COMPONENT_TASKS: dict[str, TaskName] = {
+    "synthesis_provider": "synthesis",
+    "analysis_provider": "analysis",
+    "classification_provider": "classification",
+    "embedding_provider": "embedding",
+}
+SEED_SPLIT_STEPS: tuple[int, ...] = (10, 30, 70)
+
+
+class Phase(enum.IntEnum):
+    """Strangler Fig steps, ordered: a larger value is further along."""
+
+    FACADE = 1
+    SHADOW = 2
+    SPLIT = 3
+    PRIMARY = 4
+
+
+class RolloutStatus(enum.Enum):
+    ACTIVE = "ACTIVE"
+    PAUSED = "PAUSED"
+    ABORTED = "ABORTED"
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackThresholds:
+    """Seed 6.4: error rate > 5 % over 5 min, p95 > 5 s, 3+ consecutive timeouts."""
+
+    error_rate: float = 0.05
+    latency_p95_ms: int = 5000
+    consecutive_timeouts: int = 3
+    window_seconds: int = 300
+    # "No data means hold": a window with fewer requests is never judged (control-plane.md 3.4).
+    min_requests: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Flags:
+    """Seed 5.2 ``LLMProviderConfig`` without the vLLM share (owned by :class:`Migration`).
+
+    ``None`` for a provider is the proto's PROVIDER_UNSPECIFIED ("none" for the fallback).
+    The seed's fallback default ("ollama" with an Ollama primary) names no *other* engine, so the
+    default here is the router's static one: vLLM.
+    """
+
+    primary_provider: ProviderName | None = "ollama"
+    fallback_provider: ProviderName | None = "vllm"
+    synthesis_provider: ComponentProvider = "primary"
+    analysis_provider: ComponentProvider = "primary"
+    classification_provider: ComponentProvider = "primary"
+    embedding_provider: ComponentProvider = "ollama"
+    shadow_enabled: bool = False
+    shadow_provider: ProviderName | None = "vllm"
+    shadow_sample_rate: float = 0.05
+    rollback: RollbackThresholds = field(default_factory=RollbackThresholds)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    name: str
+    ollama_name: str = ""
+    vllm_name: str = ""
+    fallbacks: tuple[str, ...] = ()
+    embedding: bool = False
+
+    def engine_name(self, provider: ProviderName) -> str:
+        return self.ollama_name if provider == "ollama" else self.vllm_name
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    models: tuple[ModelEntry, ...]
+    task_models: tuple[tuple[TaskName, str], ...]
+
+    def model(self, name: str) -> ModelEntry | None:
+        for m in self.models:
+            if m.name == name:
+                return m
+        return None
+
+    def model_for(self, task: TaskName) -> str | None:
+        for t, m in self.task_models:
+            if t == task:
+                return m
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """The phase resource. While ABORTED the phase is FACADE and ``aborted_*`` hold what Retry
+    restores; ``split_weight_percent`` is 0 before SPLIT and 100 in PRIMARY."""
+
+    phase: Phase = Phase.FACADE
+    split_weight_percent: int = 0
+    split_steps: tuple[int, ...] = SEED_SPLIT_STEPS
+    status: RolloutStatus = RolloutStatus.ACTIVE
+    status_reason: str = ""
+    aborted_phase: Phase | None = None
+    aborted_weight_percent: int = 0
+
+    @property
+    def vllm_traffic_percent(self) -> float:
+        """The share routers send to vLLM: 0 in FACADE, SHADOW and while aborted."""
+        if self.status is RolloutStatus.ABORTED:
+            return 0.0
+        if self.phase is Phase.SPLIT:
+            return float(self.split_weight_percent)
+        return 100.0 if self.phase is Phase.PRIMARY else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredState:
+    flags: Flags = field(default_factory=Flags)
+    migration: Migration = field(default_factory=Migration)
+    catalog: Catalog = field(default_factory=lambda: default_catalog())
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One accepted version of the desired state."""
+
+    version: int
+    state: DesiredState
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeMeta:
+    actor: str = ""
+    reason: str = ""
+    expected_version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    version: int
+    time: float
+    actor: str
+    action: str
+    reason: str
+    before_json: str
+    after_json: str
+
+
+def default_catalog() -> Catalog:
+    """The router's seed catalogue (``router_service.catalog``) in catalogue form."""
+    embedding_models = {DEFAULT_TASK_MODELS["embedding"]}
+    models = tuple(
+        ModelEntry(
+            name=name,
+            ollama_name=names.get("ollama", ""),
+            vllm_name=names.get("vllm", ""),
+            fallbacks=tuple(DEFAULT_FALLBACKS.get(name, ())),
+            embedding=name in embedding_models,
+        )
+        for name, names in DEFAULT_ENGINE_NAMES.items()
+    )
+    return Catalog(models, tuple((t, DEFAULT_TASK_MODELS[t]) for t in TASKS))
+
+
+def default_state(split_steps: tuple[int, ...] = SEED_SPLIT_STEPS) -> DesiredState:
+    return DesiredState(migration=Migration(split_steps=tuple(split_steps)))
+
+
+# --- JSON form (the store's format; also the audit log's before/after) ----------------------
+
+
+def to_dict(state: DesiredState) -> dict[str, Any]:
+    f, m = state.flags, state.migration
+    return {
+        "flags": {
+            "primary_provider": f.primary_provider,
+            "fallback_provider": f.fallback_provider,
+            "synthesis_provider": f.synthesis_provider,
+            "analysis_provider": f.analysis_provider,
+            "classification_provider": f.classification_provider,
+            "embedding_provider": f.embedding_provider,
+            "shadow_enabled": f.shadow_enabled,
+            "shadow_provider": f.shadow_provider,
+            "shadow_sample_rate": f.shadow_sample_rate,
+            "rollback": {
+                "error_rate": f.rollback.error_rate,
+                "latency_p95_ms": f.rollback.latency_p95_ms,
+                "consecutive_timeouts": f.rollback.consecutive_timeouts,
+                "window_seconds": f.rollback.window_seconds,
+                "min_requests": f.rollback.min_requests,
+            },
+        },
+        "migration": {
+            "phase": m.phase.name,
+            "split_weight_percent": m.split_weight_percent,
+            "split_steps": list(m.split_steps),
+            "status": m.status.value,
+            "status_reason": m.status_reason,
+            "aborted_phase": m.aborted_phase.name if m.aborted_phase else None,
+            "aborted_weight_percent": m.aborted_weight_percent,
+        },
+        "catalog": {
+            "models": [
+                {
+                    "name": e.name,
+                    "ollama_name": e.ollama_name,
+                    "vllm_name": e.vllm_name,
+                    "fallbacks": list(e.fallbacks),
+                    "embedding": e.embedding,
+                }
+                for e in state.catalog.models
+            ],
+            "task_models": [[t, model] for t, model in state.catalog.task_models],
+        },
+    }
+
+
+def _provider(value: Any) -> ProviderName | None:
+    if value is None or value in PROVIDERS:
+        return value  # type: ignore[no-any-return]
+    raise ValueError(f"unknown provider {value!r}")
+
+
+def _component(value: Any) -> ComponentProvider:
+    if value in COMPONENT_PROVIDERS:
+        return value  # type: ignore[no-any-return]
+    raise ValueError(f"unknown component provider {value!r}")
+
+
+def _task(value: Any) -> TaskName:
+    if value in TASKS:
+        return value  # type: ignore[no-any-return]
+    raise ValueError(f"unknown task {value!r}")
+
+
+def from_dict(data: Mapping[str, Any]) -> DesiredState:
+    """Inverse of :func:`to_dict`; raises ``ValueError``/``KeyError`` on a malformed document."""
+    f, m, c = data["flags"], data["migration"], data["catalog"]
+    r = f["rollback"]
+    flags = Flags(
+        primary_provider=_provider(f["primary_provider"]),
+        fallback_provider=_provider(f["fallback_provider"]),
+        synthesis_provider=_component(f["synthesis_provider"]),
+        analysis_provider=_component(f["analysis_provider"]),
+        classification_provider=_component(f["classification_provider"]),
+        embedding_provider=_component(f["embedding_provider"]),
+        shadow_enabled=bool(f["shadow_enabled"]),
+        shadow_provider=_provider(f["shadow_provider"]),
+        shadow_sample_rate=float(f["shadow_sample_rate"]),
+        rollback=RollbackThresholds(
+            error_rate=float(r["error_rate"]),
+            latency_p95_ms=int(r["latency_p95_ms"]),
+            consecutive_timeouts=int(r["consecutive_timeouts"]),
+            window_seconds=int(r["window_seconds"]),
+            min_requests=int(r["min_requests"]),
+        ),
+    )
+    migration = Migration(
+        phase=Phase[m["phase"]],
+        split_weight_percent=int(m["split_weight_percent"]),
+        split_steps=tuple(int(s) for s in m["split_steps"]),
+        status=RolloutStatus(m["status"]),
+        status_reason=str(m["status_reason"]),
+        aborted_phase=Phase[m["aborted_phase"]] if m["aborted_phase"] else None,
+        aborted_weight_percent=int(m["aborted_weight_percent"]),
+    )
+    catalog = Catalog(
+        models=tuple(
+            ModelEntry(
+                name=str(e["name"]),
+                ollama_name=str(e["ollama_name"]),
+                vllm_name=str(e["vllm_name"]),
+                fallbacks=tuple(str(x) for x in e["fallbacks"]),
+                embedding=bool(e["embedding"]),
+            )
+            for e in c["models"]
+        ),
+        task_models=tuple((_task(t), str(model)) for t, model in c["task_models"]),
+    )
+    return DesiredState(flags, migration, catalog)
+
+
+def dumps(state: DesiredState) -> str:
+    return json.dumps(to_dict(state), sort_keys=True, separators=(",", ":"))
+
+
+def loads(text: str) -> DesiredState:
+    return from_dict(json.loads(text))
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else k, v, out)
+    else:
+        out[prefix] = value
+
+
+def changed_parts(before: DesiredState, after: DesiredState) -> tuple[str, str]:
+    """The audit log's ``before_json`` / ``after_json``: only the leaves that changed, keyed by
+    their dotted path (``{"migration.phase": "SHADOW"}``)."""
+    a: dict[str, Any] = {}
+    b: dict[str, Any] = {}
+    _flatten("", to_dict(before), a)
+    _flatten("", to_dict(after), b)
+    keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    return (
+        json.dumps({k: a.get(k) for k in keys}, sort_keys=True),
+        json.dumps({k: b.get(k) for k in keys}, sort_keys=True),
+    )
+
+
+def with_migration(state: DesiredState, migration: Migration) -> DesiredState:
+    return replace(state, migration=migration)
+
+
+def with_flags(state: DesiredState, flags: Flags) -> DesiredState:
+    return replace(state, flags=flags)

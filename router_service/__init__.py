@@ -1,0 +1,1 @@
+"""The router: the stateless gRPC data plane between memOS and Ollama / vLLM."""

@@ -1,0 +1,188 @@
+"""Builds the router's object graph from settings and runs its gRPC server."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from clients.gen.llmgateway.v1 import router_pb2, router_pb2_grpc
+from router_service.config import (
+    ConfigError,
+    ConfigHolder,
+    RoutingConfig,
+    bootstrap_config,
+    from_snapshot,
+)
+from router_service.config.persist import load_snapshot
+from router_service.config.subscriber import (
+    SESSION_CHANNEL_OPTIONS,
+    ConfigSubscriber,
+    SubscriberOptions,
+)
+from router_service.dispatch import Dispatcher
+from router_service.engine_health import EngineHealth
+from router_service.providers import (
+    OllamaProvider,
+    OpenAICompatProvider,
+    Provider,
+    ProviderLimits,
+    build_http_client,
+)
+from router_service.request_stats import RequestStatsRecorder
+from router_service.retry import RetryPolicy
+from router_service.servicer import RouterServicer
+from router_service.settings import RouterSettings
+from router_service.stats import RouterStats
+from router_service.status import StatusView
+from router_service.values import ProviderName
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME: str = router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name
+
+
+def build_providers(settings: RouterSettings) -> dict[ProviderName, Provider]:
+    limits = ProviderLimits(settings.connect_timeout_s, settings.read_timeout_s)
+    vllm_headers = (
+        {"authorization": f"Bearer {settings.vllm_api_key}"} if settings.vllm_api_key else None
+    )
+    return {
+        "ollama": OllamaProvider(
+            build_http_client(
+                settings.ollama_base_url, limits, settings.max_connections_per_backend
+            ),
+            keep_alive=settings.ollama_keep_alive,
+        ),
+        "vllm": OpenAICompatProvider(
+            build_http_client(
+                settings.vllm_base_url,
+                limits,
+                settings.max_connections_per_backend,
+                headers=vllm_headers,
+            )
+        ),
+    }
+
+
+@dataclass
+class RouterApp:
+    """A running router: server, port and what must be closed on shutdown."""
+
+    settings: RouterSettings
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    providers: dict[ProviderName, Provider]
+    servicer: RouterServicer
+    config: ConfigHolder
+    recorder: RequestStatsRecorder
+    stats: RouterStats = field(default_factory=RouterStats)
+    subscriber: ConfigSubscriber | None = None
+    control_channel: grpc.aio.Channel | None = None
+    engines: EngineHealth | None = None
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting, let in-flight streams finish within ``grace`` seconds, close pools."""
+        await self.health.enter_graceful_shutdown()
+        if self.engines is not None:
+            await self.engines.stop()
+        if self.subscriber is not None:
+            await self.subscriber.stop()
+        if self.control_channel is not None:
+            await self.control_channel.close()
+        await self.server.stop(self.settings.grace_period_s if grace is None else grace)
+        for p in self.providers.values():
+            await p.aclose()
+
+
+def initial_config(settings: RouterSettings) -> RoutingConfig:
+    """The persisted last good snapshot, else the bootstrap from settings (100% Ollama)."""
+    if settings.control_address:
+        snap = load_snapshot(settings.resolved_cache_path())
+        if snap is not None:
+            try:
+                return from_snapshot(snap)
+            except ConfigError as exc:
+                log.warning("persisted config unusable (%s); starting from bootstrap", exc)
+    return bootstrap_config(
+        settings.catalog(),
+        settings.primary_provider,
+        settings.fallback_provider,
+        settings.task_providers,
+    )
+
+
+async def start_router(
+    settings: RouterSettings, providers: dict[ProviderName, Provider] | None = None
+) -> RouterApp:
+    """Start a router on ``settings.host:settings.port`` (port 0 picks a free one)."""
+    providers = providers if providers is not None else build_providers(settings)
+    stats = RouterStats()
+    dispatcher = Dispatcher(
+        providers,
+        RetryPolicy(
+            settings.retry_attempts, settings.retry_base_delay_s, settings.retry_max_delay_s
+        ),
+        stats,
+    )
+    holder = ConfigHolder(initial_config(settings))
+    recorder = RequestStatsRecorder()
+    servicer = RouterServicer(settings, dispatcher, holder, recorder)
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+            ("grpc.keepalive_permit_without_calls", 1),
+            # Two routers must never share a port silently.
+            ("grpc.so_reuseport", 0),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ]
+    )
+    router_pb2_grpc.add_RouterServiceServicer_to_server(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    if port == 0:
+        raise OSError(f"could not bind {settings.host}:{settings.port}")
+    await server.start()
+    await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+    log.info("router listening on %s:%d", settings.host, port)
+    app = RouterApp(
+        settings, server, port, health_servicer, providers, servicer, holder, recorder, stats
+    )
+    if settings.control_address:
+        app.control_channel = grpc.aio.insecure_channel(
+            settings.control_address, options=SESSION_CHANNEL_OPTIONS
+        )
+        app.subscriber = ConfigSubscriber(
+            app.control_channel,
+            holder,
+            recorder,
+            SubscriberOptions(
+                router_id=settings.resolved_router_id(),
+                address=f"{settings.host}:{port}",
+                persist_path=settings.resolved_cache_path(),
+                token=settings.control_token,
+                stale_grace_s=settings.config_stale_grace_s,
+                report_interval_s=settings.stats_report_interval_s,
+            ),
+        )
+        app.subscriber.start()
+    app.engines = EngineHealth(providers, settings.engine_probe_interval_s)
+    app.engines.start()
+    servicer.status = StatusView(
+        settings.resolved_router_id(),
+        holder,
+        providers,
+        app.engines,
+        lambda: servicer.admission.active,
+        app.subscriber,
+    ).snapshot
+    return app

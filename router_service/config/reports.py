@@ -1,0 +1,63 @@
+"""Drained request stats → the ``StatsReport`` a router sends on its session."""
+
+from __future__ import annotations
+
+from clients.gen.llmgateway.v1 import common_pb2, control_pb2
+from router_service.errors import ErrorKind
+from router_service.request_stats import Aggregate, Histogram, Key, RequestStatsRecorder
+from router_service.values import ProviderName, TaskName
+
+_PROVIDER: dict[ProviderName, common_pb2.Provider.ValueType] = {
+    "ollama": common_pb2.PROVIDER_OLLAMA,
+    "vllm": common_pb2.PROVIDER_VLLM,
+}
+_TASK: dict[TaskName, common_pb2.Task.ValueType] = {
+    "classification": common_pb2.TASK_CLASSIFICATION,
+    "analysis": common_pb2.TASK_ANALYSIS,
+    "synthesis": common_pb2.TASK_SYNTHESIS,
+    "reflection": common_pb2.TASK_REFLECTION,
+    "retrieval_evaluation": common_pb2.TASK_RETRIEVAL_EVALUATION,
+    "verification": common_pb2.TASK_VERIFICATION,
+    "embedding": common_pb2.TASK_EMBEDDING,
+}
+
+
+def _code(kind: ErrorKind) -> common_pb2.ErrorCode.ValueType:
+    return common_pb2.ErrorCode.Value(f"ERROR_CODE_{kind.value}")
+
+
+def _histogram(h: Histogram) -> control_pb2.Histogram:
+    return control_pb2.Histogram(upper_bounds=h.bounds, counts=h.counts, sum=h.total)
+
+
+def build_report(
+    drained: dict[Key, Aggregate],
+    recorder: RequestStatsRecorder,
+    version: int,
+    start: float,
+    end: float,
+) -> control_pb2.StatsReport:
+    report = control_pb2.StatsReport(config_version=version)
+    report.interval_start.FromNanoseconds(int(start * 1e9))
+    report.interval_end.FromNanoseconds(int(end * 1e9))
+    for (provider, task, shadow), agg in sorted(drained.items(), key=lambda kv: kv[0]):
+        report.stats.append(
+            control_pb2.ProviderTaskStats(
+                provider=_PROVIDER[provider],
+                task=_TASK[task],
+                requests=agg.requests,
+                errors=agg.errors,
+                errors_by_code=[
+                    control_pb2.ErrorCount(code=_code(k), count=n)
+                    for k, n in sorted(agg.errors_by_kind.items(), key=lambda kv: kv[0].value)
+                ],
+                timeouts=agg.timeouts,
+                consecutive_timeouts=0 if shadow else recorder.consecutive_timeouts(provider),
+                ttft_ms=_histogram(agg.ttft_ms),
+                total_ms=_histogram(agg.total_ms),
+                prompt_tokens=agg.prompt_tokens,
+                completion_tokens=agg.completion_tokens,
+                shadow=shadow,
+            )
+        )
+    return report

@@ -1,0 +1,173 @@
+"""``RoutingConfig``: the immutable, validated config one request is placed by.
+
+Built from a pushed ``ConfigSnapshot`` (protobuf only, no grpc) or, before any push, from a safe
+bootstrap: 100% Ollama, the seed's catalogue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from clients.gen.llmgateway.v1 import common_pb2, control_pb2
+from router_service.catalog import Catalog
+from router_service.values import ProviderName, TaskName
+
+_PROVIDER: dict[int, ProviderName] = {
+    common_pb2.PROVIDER_OLLAMA: "ollama",
+    common_pb2.PROVIDER_VLLM: "vllm",
+}
+TASK_NAMES: dict[int, TaskName] = {
+    common_pb2.TASK_CLASSIFICATION: "classification",
+    common_pb2.TASK_ANALYSIS: "analysis",
+    common_pb2.TASK_SYNTHESIS: "synthesis",
+    common_pb2.TASK_REFLECTION: "reflection",
+    common_pb2.TASK_RETRIEVAL_EVALUATION: "retrieval_evaluation",
+    common_pb2.TASK_VERIFICATION: "verification",
+    common_pb2.TASK_EMBEDDING: "embedding",
+}
+# Seed LLMProviderConfig: synthesis/analysis/classification/embedding have their own switch;
+# the other call sites follow the primary.
+_COMPONENT_TASKS: dict[str, tuple[TaskName, ...]] = {
+    "synthesis_provider": ("synthesis",),
+    "analysis_provider": ("analysis",),
+    "classification_provider": ("classification",),
+    "embedding_provider": ("embedding",),
+}
+
+
+class ConfigError(ValueError):
+    """A snapshot the router refuses (it NACKs and keeps its previous config)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingConfig:
+    version: int
+    primary: ProviderName
+    fallback: ProviderName | None
+    # Tasks pinned to one engine whatever the phase (seed: embedding_provider = "ollama").
+    task_providers: Mapping[TaskName, ProviderName]
+    vllm_percent: float
+    shadow_enabled: bool
+    shadow_provider: ProviderName | None
+    shadow_sample_rate: float
+    catalog: Catalog
+    phase: str = "FACADE"
+    raw: bytes = field(default=b"", repr=False, compare=False)
+
+
+def bootstrap_config(
+    catalog: Catalog,
+    primary: ProviderName = "ollama",
+    fallback: ProviderName | None = "vllm",
+    task_providers: Mapping[TaskName, ProviderName] | None = None,
+) -> RoutingConfig:
+    """What a router that has never had config serves (version 0): by default 100% Ollama
+    with vLLM as fallback; the router's static settings may say otherwise."""
+    return RoutingConfig(
+        version=0,
+        primary=primary,
+        fallback=fallback if fallback != primary else None,
+        task_providers=dict(task_providers or {}),
+        vllm_percent=0.0,
+        shadow_enabled=False,
+        shadow_provider=None,
+        shadow_sample_rate=0.0,
+        catalog=catalog,
+    )
+
+
+def _provider(value: int, field_name: str, optional: bool = False) -> ProviderName | None:
+    if value == common_pb2.PROVIDER_UNSPECIFIED and optional:
+        return None
+    if value not in _PROVIDER:
+        raise ConfigError(f"{field_name}: unknown provider {value}")
+    return _PROVIDER[value]
+
+
+def from_snapshot(snap: control_pb2.ConfigSnapshot) -> RoutingConfig:
+    """Validate and convert a snapshot; raises ``ConfigError`` with the reason to NACK."""
+    if snap.version <= 0:
+        raise ConfigError(f"version: must be positive, got {snap.version}")
+    flags = snap.flags
+    primary = _provider(flags.primary_provider, "flags.primary_provider")
+    assert primary is not None
+    fallback = _provider(flags.fallback_provider, "flags.fallback_provider", optional=True)
+    shadow = _provider(flags.shadow_provider, "flags.shadow_provider", optional=True)
+    if not 0.0 <= snap.vllm_traffic_percent <= 100.0:
+        raise ConfigError(f"vllm_traffic_percent: {snap.vllm_traffic_percent} not in [0, 100]")
+    if not 0.0 <= flags.shadow_sample_rate <= 1.0:
+        raise ConfigError(f"flags.shadow_sample_rate: {flags.shadow_sample_rate} not in [0, 1]")
+    if flags.shadow_enabled and shadow is None:
+        raise ConfigError("flags.shadow_provider: required when shadow is enabled")
+
+    task_providers: dict[TaskName, ProviderName] = {}
+    for name, tasks in _COMPONENT_TASKS.items():
+        value = getattr(flags, name)
+        if value in (
+            control_pb2.COMPONENT_PROVIDER_UNSPECIFIED,
+            control_pb2.COMPONENT_PROVIDER_PRIMARY,
+        ):
+            continue
+        if value == control_pb2.COMPONENT_PROVIDER_OLLAMA:
+            chosen: ProviderName = "ollama"
+        elif value == control_pb2.COMPONENT_PROVIDER_VLLM:
+            chosen = "vllm"
+        else:
+            raise ConfigError(f"flags.{name}: unknown value {value}")
+        for t in tasks:
+            task_providers[t] = chosen
+
+    catalog = _catalog(snap.catalog)
+    phase = control_pb2.Phase.Name(snap.migration.phase).removeprefix("PHASE_")
+    return RoutingConfig(
+        version=snap.version,
+        primary=primary,
+        fallback=fallback if fallback != primary else None,
+        task_providers=task_providers,
+        vllm_percent=snap.vllm_traffic_percent,
+        shadow_enabled=flags.shadow_enabled,
+        shadow_provider=shadow,
+        shadow_sample_rate=flags.shadow_sample_rate,
+        catalog=catalog,
+        phase=phase,
+        raw=snap.SerializeToString(deterministic=True),
+    )
+
+
+def _catalog(cat: control_pb2.Catalog) -> Catalog:
+    if not cat.models:
+        raise ConfigError("catalog.models: empty")
+    names: dict[str, dict[ProviderName, str]] = {}
+    fallbacks: dict[str, list[str]] = {}
+    for i, m in enumerate(cat.models):
+        if not m.name:
+            raise ConfigError(f"catalog.models[{i}].name: empty")
+        if m.name in names:
+            raise ConfigError(f"catalog.models[{i}].name: duplicate {m.name!r}")
+        engines: dict[ProviderName, str] = {}
+        if m.ollama_name:
+            engines["ollama"] = m.ollama_name
+        if m.vllm_name:
+            engines["vllm"] = m.vllm_name
+        if not engines:
+            raise ConfigError(f"catalog.models[{i}]: {m.name!r} has no engine name")
+        names[m.name] = engines
+        if m.fallbacks:
+            fallbacks[m.name] = list(m.fallbacks)
+    for model, chain in fallbacks.items():
+        for f in chain:
+            if f not in names:
+                raise ConfigError(f"catalog: fallback {f!r} of {model!r} is not in the catalogue")
+    task_models: dict[TaskName, str] = {}
+    for i, tm in enumerate(cat.task_models):
+        task = TASK_NAMES.get(tm.task)
+        if task is None:
+            raise ConfigError(f"catalog.task_models[{i}].task: unknown task {tm.task}")
+        if tm.model not in names:
+            raise ConfigError(f"catalog.task_models[{i}].model: unknown model {tm.model!r}")
+        task_models[task] = tm.model
+    missing = sorted(set(TASK_NAMES.values()) - set(task_models))
+    if missing:
+        raise ConfigError(f"catalog.task_models: no model for {', '.join(missing)}")
+    return Catalog(engine_names=names, task_models=task_models, fallbacks=fallbacks)

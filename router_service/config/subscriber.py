@@ -1,0 +1,262 @@
+"""The router's config subscriber: one long-lived ``RouterSession`` to the control service.
+
+An explicit state machine (style lesson 11, modelled on flagd's grpc_watcher):
+
+- CONNECTING: no session yet and no config ever received from the control service;
+- SYNCED: session open, the latest snapshot applied (or NACKed with the previous one kept);
+- STALE: session lost; the last good snapshot keeps serving; reconnecting with backoff;
+- ERROR: STALE for longer than ``stale_grace_s``, or refused by the control service
+  (UNAUTHENTICATED, PERMISSION_DENIED, UNIMPLEMENTED): still serving the last good snapshot and
+  still retrying, at the slowest pace.
+
+A snapshot is validated (``from_snapshot``), swapped in whole, persisted, then ACKed; a snapshot
+that fails validation is NACKed with the reason and the previous config stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from clients.gen.llmgateway.v1 import control_pb2, control_pb2_grpc
+from router_service.config.holder import ConfigHolder
+from router_service.config.persist import save_snapshot
+from router_service.config.reports import build_report
+from router_service.config.routing import ConfigError, from_snapshot
+from router_service.request_stats import RequestStatsRecorder
+
+log = logging.getLogger(__name__)
+
+_FATAL = {
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.UNIMPLEMENTED,
+}
+SESSION_CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
+    # Compatible with the control service's enforcement (min ping interval 10 s).
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+)
+
+
+class SubscriberState(enum.Enum):
+    CONNECTING = "connecting"
+    SYNCED = "synced"
+    STALE = "stale"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class SubscriberOptions:
+    router_id: str
+    address: str = ""
+    persist_path: Path | None = None
+    token: str = ""
+    backoff_initial_s: float = 0.2
+    backoff_max_s: float = 10.0
+    stale_grace_s: float = 30.0
+    report_interval_s: float = 10.0
+
+
+class ConfigSubscriber:
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        holder: ConfigHolder,
+        recorder: RequestStatsRecorder,
+        options: SubscriberOptions,
+        rng: random.Random | None = None,
+        on_change: Callable[[SubscriberState, int], None] | None = None,
+    ) -> None:
+        self._stub = control_pb2_grpc.ControlServiceStub(channel)
+        self._holder = holder
+        self._recorder = recorder
+        self._opt = options
+        self._rng = rng or random.Random()
+        self._on_change = on_change
+        self.state = SubscriberState.CONNECTING
+        self.last_error = ""
+        self.last_nack = ""
+        self._ever_synced = holder.current.version > 0
+        self._disconnected_at: float | None = None
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._interval_start = time.time()
+
+    @property
+    def applied_version(self) -> int:
+        return self._holder.current.version
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="config-subscriber")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def _stop_requested(self) -> bool:
+        return self._stopping
+
+    async def wait_state(self, state: SubscriberState) -> None:
+        """Wait until the subscriber is in ``state`` (for health checks, tests, tools)."""
+        while self.state is not state:
+            changed = self._changed
+            await changed.wait()
+
+    def _set_state(self, state: SubscriberState) -> None:
+        if state is not self.state:
+            log.info("config subscriber %s -> %s", self.state.value, state.value)
+            self.state = state
+        # Wake every waiter, then arm a fresh event for the next change.
+        self._changed.set()
+        self._changed = asyncio.Event()
+        if self._on_change is not None:
+            self._on_change(state, self.applied_version)
+
+    async def _run(self) -> None:
+        delay = self._opt.backoff_initial_s
+        while not self._stopping:
+            fatal = False
+            try:
+                await self._session()
+                delay = self._opt.backoff_initial_s  # clean end: the server went away
+            except grpc.aio.AioRpcError as exc:
+                self.last_error = f"{exc.code().name}: {exc.details()}"
+                fatal = exc.code() in _FATAL
+            except Exception as exc:  # the loop must never die; log and reconnect
+                log.exception("config session failed")
+                self.last_error = f"{type(exc).__name__}: {exc}"
+            if self._stop_requested():
+                # grpc may turn our own cancellation into AioRpcError(CANCELLED); don't retry.
+                return
+            if self.state is SubscriberState.SYNCED:
+                delay = self._opt.backoff_initial_s
+            self._disconnected()
+            if fatal:
+                self._set_state(SubscriberState.ERROR)
+                delay = self._opt.backoff_max_s
+            wait = delay / 2 + self._rng.uniform(0, delay / 2)
+            await asyncio.sleep(wait)
+            delay = min(self._opt.backoff_max_s, delay * 2)
+
+    def _disconnected(self) -> None:
+        now = time.monotonic()
+        if self._disconnected_at is None:
+            self._disconnected_at = now
+        if not self._ever_synced:
+            self._set_state(SubscriberState.CONNECTING)
+        elif now - self._disconnected_at >= self._opt.stale_grace_s:
+            self._set_state(SubscriberState.ERROR)
+        else:
+            self._set_state(SubscriberState.STALE)
+
+    async def _session(self) -> None:
+        metadata = (("authorization", f"Bearer {self._opt.token}"),) if self._opt.token else ()
+        call = self._stub.RouterSession(metadata=metadata)
+        lock = asyncio.Lock()
+
+        async def send(msg: control_pb2.RouterSessionRequest) -> None:
+            async with lock:
+                await call.write(msg)
+
+        state = {
+            SubscriberState.CONNECTING: control_pb2.ROUTER_STATE_CONNECTING,
+            SubscriberState.SYNCED: control_pb2.ROUTER_STATE_SYNCED,
+            SubscriberState.STALE: control_pb2.ROUTER_STATE_STALE,
+            SubscriberState.ERROR: control_pb2.ROUTER_STATE_ERROR,
+        }[self.state]
+        await send(
+            control_pb2.RouterSessionRequest(
+                hello=control_pb2.RouterHello(
+                    router_id=self._opt.router_id,
+                    applied_version=self.applied_version,
+                    address=self._opt.address,
+                    state=state,
+                )
+            )
+        )
+        reporter = asyncio.create_task(self._report_loop(send), name="stats-reporter")
+        try:
+            async for resp in call:
+                if resp.HasField("snapshot"):
+                    for msg in await self._apply(resp.snapshot):
+                        await send(msg)
+        finally:
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporter
+            call.cancel()
+
+    async def _apply(
+        self, snap: control_pb2.ConfigSnapshot
+    ) -> list[control_pb2.RouterSessionRequest]:
+        """Apply a snapshot; the messages to send back (a final stats report of the old version
+        when the version changes, so no report mixes two versions, then the ACK or NACK)."""
+        current = self._holder.current
+        if snap.version == current.version and current.version > 0:
+            self._connected()
+            return [
+                control_pb2.RouterSessionRequest(ack=control_pb2.ConfigAck(version=snap.version))
+            ]
+        try:
+            config = from_snapshot(snap)
+        except ConfigError as exc:
+            self.last_nack = f"v{snap.version}: {exc}"
+            log.warning("refusing config version %d: %s", snap.version, exc)
+            self._connected()
+            return [
+                control_pb2.RouterSessionRequest(
+                    nack=control_pb2.ConfigNack(version=snap.version, reason=str(exc))
+                )
+            ]
+        out: list[control_pb2.RouterSessionRequest] = []
+        report = self._take_report()
+        if report is not None:
+            out.append(control_pb2.RouterSessionRequest(stats=report))
+        self._holder.swap(config)
+        if self._opt.persist_path is not None:
+            await asyncio.to_thread(save_snapshot, self._opt.persist_path, config.raw)
+        self._ever_synced = True
+        self._connected()
+        log.info("applied config version %d (phase %s)", config.version, config.phase)
+        out.append(
+            control_pb2.RouterSessionRequest(ack=control_pb2.ConfigAck(version=snap.version))
+        )
+        return out
+
+    def _connected(self) -> None:
+        self._disconnected_at = None
+        self._set_state(SubscriberState.SYNCED)
+
+    def _take_report(self) -> control_pb2.StatsReport | None:
+        """The stats since the last report, tagged with the version they ran under."""
+        now = time.time()
+        drained = self._recorder.drain()
+        start, self._interval_start = self._interval_start, now
+        if not drained:
+            return None
+        return build_report(drained, self._recorder, self.applied_version, start, now)
+
+    async def _report_loop(
+        self, send: Callable[[control_pb2.RouterSessionRequest], Awaitable[None]]
+    ) -> None:
+        while True:
+            await asyncio.sleep(self._opt.report_interval_s)
+            report = self._take_report()
+            if report is not None:
+                await send(control_pb2.RouterSessionRequest(stats=report))

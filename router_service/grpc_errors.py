@@ -1,0 +1,95 @@
+"""The one place where domain errors become gRPC statuses with rich details."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, cast
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from clients.gen.llmgateway.v1 import common_pb2
+from router_service.errors import ErrorKind, RouterError
+
+DOMAIN = "llmgateway"
+
+_STATUS: dict[ErrorKind, grpc.StatusCode] = {
+    ErrorKind.INVALID_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorKind.MODEL_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    ErrorKind.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ErrorKind.LLM_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    ErrorKind.LLM_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
+    ErrorKind.LLM_INVALID_RESPONSE: grpc.StatusCode.INTERNAL,
+    ErrorKind.EMBEDDING_SERVICE_ERROR: grpc.StatusCode.UNAVAILABLE,
+    ErrorKind.ROUTER_INTERNAL: grpc.StatusCode.INTERNAL,
+}
+_CODE: dict[ErrorKind, common_pb2.ErrorCode.ValueType] = {
+    ErrorKind.INVALID_REQUEST: common_pb2.ERROR_CODE_INVALID_REQUEST,
+    ErrorKind.MODEL_NOT_FOUND: common_pb2.ERROR_CODE_MODEL_NOT_FOUND,
+    ErrorKind.OVERLOADED: common_pb2.ERROR_CODE_OVERLOADED,
+    ErrorKind.LLM_UNAVAILABLE: common_pb2.ERROR_CODE_LLM_UNAVAILABLE,
+    ErrorKind.LLM_TIMEOUT: common_pb2.ERROR_CODE_LLM_TIMEOUT,
+    ErrorKind.LLM_INVALID_RESPONSE: common_pb2.ERROR_CODE_LLM_INVALID_RESPONSE,
+    ErrorKind.EMBEDDING_SERVICE_ERROR: common_pb2.ERROR_CODE_EMBEDDING_SERVICE_ERROR,
+    ErrorKind.ROUTER_INTERNAL: common_pb2.ERROR_CODE_ROUTER_INTERNAL,
+}
+_PREFIX = "ERROR_CODE_"
+
+
+def status_code(err: RouterError) -> grpc.StatusCode:
+    return _STATUS[err.cause or err.kind]
+
+
+def to_status(err: RouterError) -> grpc.Status:
+    """A ``grpc.Status`` carrying ErrorInfo (+ BadRequest / RetryInfo where they apply)."""
+    code = status_code(err)
+    value = _CODE[err.kind]
+    name = common_pb2.ErrorCode.Name(value)
+    info = error_details_pb2.ErrorInfo(
+        reason=name.removeprefix(_PREFIX),
+        domain=DOMAIN,
+        metadata={
+            "code": f"ERR_{value}",
+            "provider": err.provider,
+            "model": err.model,
+            "request_id": err.request_id,
+        },
+    )
+    details = [_pack(info)]
+    if err.violations:
+        details.append(
+            _pack(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field=v.field, description=v.description
+                        )
+                        for v in err.violations
+                    ]
+                )
+            )
+        )
+    if err.retry_after_s is not None and code in (
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ):
+        frac, whole = math.modf(err.retry_after_s)
+        details.append(
+            _pack(
+                error_details_pb2.RetryInfo(
+                    retry_delay=duration_pb2.Duration(seconds=int(whole), nanos=int(frac * 1e9))
+                )
+            )
+        )
+    status = status_pb2.Status(
+        code=getattr(code_pb2, code.name), message=err.message, details=details
+    )
+    return cast(grpc.Status, rpc_status.to_status(status))
+
+
+def _pack(msg: Any) -> any_pb2.Any:
+    out = any_pb2.Any()
+    out.Pack(msg)
+    return out

@@ -1,0 +1,67 @@
+"""``llm-router``: the router process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from router_service.app import start_router
+from router_service.settings import RouterSettings
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="llm-router", description="gRPC LLM router for memOS")
+    p.add_argument("--host", help="listen address (LLM_ROUTER_HOST)")
+    p.add_argument("--port", type=int, help="listen port, 0 for any (LLM_ROUTER_PORT)")
+    p.add_argument("--config", type=Path, help="YAML settings file (LLM_ROUTER_CONFIG_FILE)")
+    p.add_argument("--log-level", default="INFO")
+    return p.parse_args(argv)
+
+
+async def serve(settings: RouterSettings) -> None:
+    app = await start_router(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"llm-router ready on {settings.host}:{app.port}", flush=True)
+    await stop.wait()
+    logging.getLogger(__name__).info(
+        "shutting down: draining in-flight streams for up to %.0fs", settings.grace_period_s
+    )
+    await app.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parse(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # One line per proxied HTTP request is noise at INFO; engine trouble is logged by us.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    overrides: dict[str, object] = {}
+    if args.host:
+        overrides["host"] = args.host
+    if args.port is not None:
+        overrides["port"] = args.port
+    if args.config:
+        overrides["config_file"] = args.config
+    try:
+        settings = RouterSettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SystemExit(f"llm-router: invalid settings:\n{exc}") from None
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(settings))
+    else:
+        uvloop.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

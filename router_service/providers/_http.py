@@ -1,0 +1,202 @@
+"""The HTTP edge shared by providers: client construction, line framing, error mapping."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+
+from router_service.errors import ErrorKind, RouterError
+from router_service.providers._base import ProviderLimits
+from router_service.values import ProviderName
+
+
+def build_http_client(
+    base_url: str,
+    limits: ProviderLimits,
+    max_connections: int,
+    headers: dict[str, str] | None = None,
+) -> httpx.AsyncClient:
+    """One pooled client per backend, shared by every request to it."""
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=httpx.Timeout(
+            connect=limits.connect_timeout_s, read=limits.read_timeout_s, write=10.0, pool=5.0
+        ),
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
+        # Streams are read raw (no content decoding), so ask engines not to compress.
+        headers={"accept-encoding": "identity", **(headers or {})},
+    )
+
+
+async def iter_line_batches(raw: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
+    """Split a byte stream into non-empty lines, one list per network read.
+
+    Splitting bytes ourselves is far cheaper than ``aiter_lines`` (see performance notes), and
+    grouping by read gives backpressure-driven coalescing for free: when the relay is behind, one
+    read holds many events and they leave as one gRPC message; when it is not, each event leaves
+    alone, at once.
+    """
+    pending = b""
+    async for data in raw:
+        if pending:
+            data = pending + data
+        parts = data.split(b"\n")
+        pending = parts.pop()
+        lines = [p for p in parts if p and not p.isspace()]
+        if lines:
+            yield lines
+    if pending and not pending.isspace():
+        yield [pending]
+
+
+def error_message(body: bytes) -> str:
+    """The message of an engine error body: Ollama ``{"error": str}``, vLLM nested
+    ``{"error": {"message": ...}}`` (v0.10.1+) or flat ``{"object": "error", "message": ...}``."""
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[:200].decode("utf-8", "replace").strip() or "(empty body)"
+    return message_of(obj) or body[:200].decode("utf-8", "replace")
+
+
+def message_of(obj: Any) -> str | None:
+    """The error message inside a decoded engine payload, or None when it is not an error."""
+    if not isinstance(obj, dict):
+        return None
+    err = obj.get("error")
+    if isinstance(err, str):
+        return err
+    if isinstance(err, dict):
+        return str(err.get("message") or err)
+    if obj.get("object") == "error":
+        return str(obj.get("message", "engine error"))
+    return None
+
+
+def status_error(
+    status: int, body: bytes, provider: ProviderName, model: str, retry_after: str | None
+) -> RouterError:
+    """Map a non-2xx engine response to the most specific domain error."""
+    msg = f"{provider} returned HTTP {status}: {error_message(body)}"
+    after = _parse_retry_after(retry_after)
+    if status == 404:
+        return RouterError(ErrorKind.MODEL_NOT_FOUND, msg, provider, model, http_status=status)
+    if status in (400, 413, 422):
+        return RouterError(ErrorKind.INVALID_REQUEST, msg, provider, model, http_status=status)
+    if status == 408:
+        return RouterError(
+            ErrorKind.LLM_TIMEOUT, msg, provider, model, retryable=True, http_status=status
+        )
+    if status == 429:
+        return RouterError(
+            ErrorKind.LLM_UNAVAILABLE,
+            msg,
+            provider,
+            model,
+            retryable=True,
+            http_status=status,
+            retry_after_s=after,
+        )
+    if status >= 500:
+        return RouterError(
+            ErrorKind.LLM_UNAVAILABLE,
+            msg,
+            provider,
+            model,
+            retryable=True,
+            engine_down=True,
+            http_status=status,
+            retry_after_s=after,
+        )
+    return RouterError(ErrorKind.LLM_INVALID_RESPONSE, msg, provider, model, http_status=status)
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def transport_error(exc: httpx.HTTPError, provider: ProviderName, model: str) -> RouterError:
+    """Map an httpx failure to a domain error, most specific first."""
+    if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
+        return RouterError(
+            ErrorKind.LLM_UNAVAILABLE,
+            f"{provider} unreachable: {exc!s}",
+            provider,
+            model,
+            retryable=True,
+            engine_down=True,
+        )
+    if isinstance(exc, httpx.PoolTimeout):
+        return RouterError(
+            ErrorKind.LLM_UNAVAILABLE,
+            f"{provider}: no free connection in the pool",
+            provider,
+            model,
+            retryable=True,
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return RouterError(
+            ErrorKind.LLM_TIMEOUT,
+            f"{provider} stopped sending ({type(exc).__name__})",
+            provider,
+            model,
+            retryable=True,
+        )
+    # RemoteProtocolError, ReadError, WriteError: the connection broke.
+    return RouterError(
+        ErrorKind.LLM_UNAVAILABLE,
+        f"{provider} connection broke: {type(exc).__name__}: {exc!s}",
+        provider,
+        model,
+        retryable=True,
+    )
+
+
+def malformed(provider: ProviderName, model: str, line: bytes) -> RouterError:
+    return RouterError(
+        ErrorKind.LLM_INVALID_RESPONSE,
+        f"{provider} sent a malformed stream line ({len(line)} bytes)",
+        provider,
+        model,
+        retryable=True,
+    )
+
+
+def truncated(provider: ProviderName, model: str) -> RouterError:
+    return RouterError(
+        ErrorKind.LLM_UNAVAILABLE,
+        f"{provider} closed the stream before it was complete",
+        provider,
+        model,
+        retryable=True,
+    )
+
+
+def engine_stream_error(provider: ProviderName, model: str, message: str) -> RouterError:
+    return RouterError(
+        ErrorKind.LLM_INVALID_RESPONSE,
+        f"{provider} reported an error mid-stream: {message}",
+        provider,
+        model,
+        retryable=True,
+    )
+
+
+async def probe_get(client: httpx.AsyncClient, path: str, provider: ProviderName) -> None:
+    """GET a liveness endpoint with a short timeout; raise ``RouterError`` unless it is 200."""
+    try:
+        resp = await client.get(path, timeout=2.0)
+    except httpx.HTTPError as exc:
+        raise transport_error(exc, provider, "") from exc
+    if resp.status_code != 200:
+        raise status_error(resp.status_code, resp.content, provider, "", None)

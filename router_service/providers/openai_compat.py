@@ -1,0 +1,177 @@
+"""OpenAI-compatible engines (vLLM): ``/v1/chat/completions`` (SSE) and ``/v1/embeddings``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import httpx
+import orjson
+
+from router_service.errors import ErrorKind, RouterError
+from router_service.providers._http import (
+    engine_stream_error,
+    iter_line_batches,
+    malformed,
+    message_of,
+    probe_get,
+    status_error,
+    transport_error,
+    truncated,
+)
+from router_service.values import (
+    ChatCall,
+    ChatChunk,
+    EmbedCall,
+    EmbedOutput,
+    FinishReason,
+    ProviderName,
+)
+
+_FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
+_DONE = b"[DONE]"
+
+
+class OpenAICompatProvider:
+    """Talks to one vLLM (or other OpenAI-compatible) server through a shared pooled client."""
+
+    def __init__(self, client: httpx.AsyncClient, name: ProviderName = "vllm") -> None:
+        self._client = client
+        self._name: ProviderName = name
+
+    @property
+    def name(self) -> ProviderName:
+        return self._name
+
+    @staticmethod
+    def _chat_body(call: ChatCall) -> bytes:
+        o = call.options
+        body: dict[str, Any] = {
+            "model": call.model,
+            "messages": [{"role": m.role, "content": m.content} for m in call.messages],
+            "stream": True,
+            # Without this vLLM sends no token counts on a stream.
+            "stream_options": {"include_usage": True},
+        }
+        if o.max_tokens is not None:
+            body["max_tokens"] = o.max_tokens
+        if o.temperature is not None:
+            body["temperature"] = o.temperature
+        if o.top_p is not None:
+            body["top_p"] = o.top_p
+        if o.stop:
+            body["stop"] = list(o.stop)
+        if o.seed is not None:
+            body["seed"] = o.seed
+        return orjson.dumps(body)
+
+    async def stream_chat(self, call: ChatCall) -> AsyncGenerator[ChatChunk, None]:
+        name = self._name
+        headers = {"content-type": "application/json", "x-request-id": call.request_id}
+        req = self._client.build_request(
+            "POST", "/v1/chat/completions", content=self._chat_body(call), headers=headers
+        )
+        try:
+            resp = await self._client.send(req, stream=True)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, name, call.model) from exc
+        finish: FinishReason = ""
+        prompt_tokens: int | None = None
+        completion_tokens: int | None = None
+        try:
+            if resp.status_code != 200:
+                body = await resp.aread()
+                raise status_error(
+                    resp.status_code, body, name, call.model, resp.headers.get("retry-after")
+                )
+            async for lines in iter_line_batches(resp.aiter_raw()):
+                chunk = ChatChunk()
+                parts: list[str] = []
+                for line in lines:
+                    if line.startswith(b":"):  # SSE comment / keep-alive
+                        continue
+                    if not line.startswith(b"data:"):
+                        continue  # other SSE fields (event:, id:) carry nothing we use
+                    payload = line[5:].strip()
+                    if payload == _DONE:
+                        chunk.done = True
+                        chunk.finish_reason = finish or "stop"
+                        chunk.prompt_tokens = prompt_tokens
+                        chunk.completion_tokens = completion_tokens
+                        break
+                    try:
+                        obj = orjson.loads(payload)
+                    except orjson.JSONDecodeError as exc:
+                        raise malformed(name, call.model, line) from exc
+                    err = message_of(obj)
+                    if err is not None:
+                        raise engine_stream_error(name, call.model, err)
+                    for choice in obj.get("choices") or ():
+                        delta = choice.get("delta") or {}
+                        text = delta.get("content")
+                        if text:
+                            parts.append(text)
+                            chunk.tokens += 1
+                        reason = choice.get("finish_reason")
+                        if reason:
+                            finish = _FINISH.get(reason, "stop")
+                    usage = obj.get("usage")
+                    if isinstance(usage, dict):
+                        prompt_tokens = usage.get("prompt_tokens")
+                        completion_tokens = usage.get("completion_tokens")
+                chunk.text = "".join(parts)
+                if chunk.text or chunk.done:
+                    yield chunk
+                if chunk.done:
+                    return
+            raise truncated(name, call.model)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, name, call.model) from exc
+        finally:
+            await resp.aclose()
+
+    async def embed(self, call: EmbedCall) -> EmbedOutput:
+        body = {"model": call.model, "input": list(call.inputs), "encoding_format": "float"}
+        try:
+            resp = await self._client.post(
+                "/v1/embeddings",
+                content=orjson.dumps(body),
+                headers={"content-type": "application/json", "x-request-id": call.request_id},
+            )
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, self._name, call.model) from exc
+        if resp.status_code != 200:
+            raise status_error(
+                resp.status_code,
+                resp.content,
+                self._name,
+                call.model,
+                resp.headers.get("retry-after"),
+            )
+        try:
+            obj = orjson.loads(resp.content)
+            data = sorted(obj["data"], key=lambda d: int(d["index"]))
+            if len(data) != len(call.inputs):
+                raise ValueError("embeddings count does not match inputs")
+            usage = obj.get("usage") or {}
+            return EmbedOutput(
+                vectors=[[float(x) for x in d["embedding"]] for d in data],
+                prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise RouterError(
+                ErrorKind.LLM_INVALID_RESPONSE,
+                f"{self._name} sent an unusable embeddings response: {exc}",
+                self._name,
+                call.model,
+            ) from exc
+
+    @property
+    def base_url(self) -> str:
+        return str(self._client.base_url).rstrip("/")
+
+    async def probe(self) -> None:
+        await probe_get(self._client, "/health", self._name)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,267 @@
+"""RouterService servicer: translates protos to domain calls and domain errors to statuses."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+
+from clients.gen.llmgateway.v1 import router_pb2, router_pb2_grpc
+from router_service.config.holder import ConfigHolder
+from router_service.dispatch import Dispatcher, Finished, Started, Text
+from router_service.errors import ErrorKind, RouterError
+from router_service.grpc_errors import to_status
+from router_service.placement import plan
+from router_service.request_stats import RequestStatsRecorder
+from router_service.requests import (
+    PROVIDER_TO_PROTO,
+    Limits,
+    embed_input,
+    generate_input,
+    resolve_request_id,
+)
+from router_service.settings import RouterSettings
+from router_service.values import ProviderName, TaskName
+
+log = logging.getLogger(__name__)
+
+_FINISH = {
+    "stop": router_pb2.FINISH_REASON_STOP,
+    "length": router_pb2.FINISH_REASON_LENGTH,
+    "": router_pb2.FINISH_REASON_UNSPECIFIED,
+}
+
+
+GenerateContext = grpc.aio.ServicerContext[router_pb2.GenerateRequest, router_pb2.GenerateResponse]
+EmbedContext = grpc.aio.ServicerContext[router_pb2.EmbedRequest, router_pb2.EmbedResponse]
+
+
+def _metadata(context: GenerateContext | EmbedContext, key: str) -> str | None:
+    for k, value in context.invocation_metadata() or ():
+        if k == key:
+            return value.decode() if isinstance(value, bytes) else value
+    return None
+
+
+class Admission:
+    """Caps concurrent requests; beyond the cap a request is shed, not queued."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+
+    def try_enter(self) -> bool:
+        if self.active >= self.limit:
+            return False
+        self.active += 1
+        return True
+
+    def leave(self) -> None:
+        self.active -= 1
+
+
+class RouterServicer(router_pb2_grpc.RouterServiceServicer):
+    def __init__(
+        self,
+        settings: RouterSettings,
+        dispatcher: Dispatcher,
+        config: ConfigHolder,
+        recorder: RequestStatsRecorder,
+        status: Callable[[], router_pb2.GetStatusResponse] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._dispatcher = dispatcher
+        self._config = config
+        self._recorder = recorder
+        self.status = status
+        self._limits = Limits(
+            settings.max_prompt_chars, settings.max_output_tokens, settings.max_embed_inputs
+        )
+        self.admission = Admission(settings.max_concurrent_requests)
+
+    def _deadline(self, context: GenerateContext | EmbedContext) -> float:
+        remaining = context.time_remaining()
+        budget = self._settings.default_deadline_s
+        if remaining is not None:
+            budget = min(budget, remaining)
+        return asyncio.get_running_loop().time() + budget
+
+    async def Generate(
+        self, request: router_pb2.GenerateRequest, context: GenerateContext
+    ) -> AsyncIterator[router_pb2.GenerateResponse]:
+        t0 = time.perf_counter()
+        rid = resolve_request_id(request.request_id, _metadata(context, "x-request-id"))
+        context.set_trailing_metadata((("x-request-id", rid),))
+        failure: RouterError | None = None
+        admitted = False
+        answered_by: ProviderName | None = None
+        task: TaskName | None = None
+        ttft: float | None = None
+        end: router_pb2.GenerateEnd | None = None
+        try:
+            inp = generate_input(request, rid, self._limits)
+            task = inp.task
+            candidates = plan(
+                self._config.current, inp.task, inp.model, inp.provider, inp.routing_key
+            )
+            admitted = self.admission.try_enter()
+            if not admitted:
+                raise _overloaded(rid)
+            tokens = 0
+            # aclosing: a cancelled call must close the engine stream now, not when the
+            # suspended generator is garbage-collected.
+            events = self._dispatcher.generate(inp.intent, candidates, self._deadline(context))
+            async with contextlib.aclosing(events):
+                async for ev in events:
+                    if isinstance(ev, Text):
+                        if ttft is None:
+                            ttft = time.perf_counter() - t0
+                        tokens += ev.tokens
+                        yield router_pb2.GenerateResponse(delta=router_pb2.TextDelta(text=ev.text))
+                    elif isinstance(ev, Started):
+                        answered_by = ev.provider
+                        yield router_pb2.GenerateResponse(
+                            start=router_pb2.GenerateStart(
+                                request_id=rid,
+                                provider=PROVIDER_TO_PROTO[ev.provider],
+                                model=ev.model,
+                                engine_model=ev.engine_model,
+                                fallback=ev.fallback,
+                                attempt=ev.attempt,
+                            )
+                        )
+                    elif isinstance(ev, Finished):
+                        end = _end(ev, tokens, t0, ttft)
+                        yield router_pb2.GenerateResponse(end=end)
+            return
+        except RouterError as err:
+            failure = err
+        except Exception as exc:  # the one mapping layer: never a bare traceback to the client
+            log.exception("generate failed inside the router (request_id=%s)", rid)
+            failure = RouterError(ErrorKind.ROUTER_INTERNAL, f"router fault: {type(exc).__name__}")
+        finally:
+            if admitted:
+                self.admission.leave()
+            self._record(task, answered_by, failure, t0, ttft, end)
+        failure.request_id = failure.request_id or rid
+        await context.abort_with_status(to_status(failure))
+
+    async def Embed(
+        self, request: router_pb2.EmbedRequest, context: EmbedContext
+    ) -> router_pb2.EmbedResponse:
+        t0 = time.perf_counter()
+        rid = resolve_request_id(request.request_id, _metadata(context, "x-request-id"))
+        context.set_trailing_metadata((("x-request-id", rid),))
+        admitted = False
+        try:
+            inp = embed_input(request, rid, self._limits)
+            candidates = plan(
+                self._config.current, "embedding", inp.model, inp.provider, inp.routing_key
+            )
+            admitted = self.admission.try_enter()
+            if not admitted:
+                raise _overloaded(rid)
+            cand, out = await self._dispatcher.embed(
+                rid, inp.inputs, candidates, self._deadline(context)
+            )
+            total_ms = (time.perf_counter() - t0) * 1000
+            self._recorder.record(
+                cand.provider, "embedding", None, None, total_ms, out.prompt_tokens
+            )
+            return router_pb2.EmbedResponse(
+                request_id=rid,
+                provider=PROVIDER_TO_PROTO[cand.provider],
+                model=cand.model,
+                embeddings=[router_pb2.Embedding(values=v) for v in out.vectors],
+                prompt_tokens=out.prompt_tokens,
+                fallback=cand.fallback,
+                total_ms=(time.perf_counter() - t0) * 1000,
+            )
+        except RouterError as err:
+            failure = err
+            self._record("embedding", None, failure, t0, None, None)
+        except Exception as exc:  # the one mapping layer
+            log.exception("embed failed inside the router (request_id=%s)", rid)
+            failure = RouterError(ErrorKind.ROUTER_INTERNAL, f"router fault: {type(exc).__name__}")
+        finally:
+            if admitted:
+                self.admission.leave()
+        failure.request_id = failure.request_id or rid
+        await context.abort_with_status(to_status(failure))
+        raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+    async def GetStatus(
+        self,
+        request: router_pb2.GetStatusRequest,
+        context: grpc.aio.ServicerContext[
+            router_pb2.GetStatusRequest, router_pb2.GetStatusResponse
+        ],
+    ) -> router_pb2.GetStatusResponse:
+        if self.status is None:
+            return router_pb2.GetStatusResponse(active_requests=self.admission.active)
+        return self.status()
+
+    def _record(
+        self,
+        task: TaskName | None,
+        answered_by: ProviderName | None,
+        failure: RouterError | None,
+        t0: float,
+        ttft: float | None,
+        end: router_pb2.GenerateEnd | None,
+    ) -> None:
+        """Feed the outcome to the stats reported upstream. Requests refused before an engine
+        was involved (bad input, shedding) say nothing about the engines and are not counted."""
+        if task is None:
+            return
+        provider = answered_by
+        if failure is not None:
+            if failure.kind in _NOT_ENGINE_ERRORS or not failure.provider:
+                return
+            provider = failure.provider  # type: ignore[assignment]
+        if provider is None:
+            return
+        self._recorder.record(
+            provider,
+            task,
+            None if failure is None else (failure.cause or failure.kind),
+            None if ttft is None else ttft * 1000,
+            (time.perf_counter() - t0) * 1000,
+            end.usage.prompt_tokens if end else 0,
+            end.usage.completion_tokens if end else 0,
+        )
+
+
+_NOT_ENGINE_ERRORS = frozenset({ErrorKind.INVALID_REQUEST, ErrorKind.OVERLOADED})
+
+
+def _overloaded(rid: str) -> RouterError:
+    return RouterError(
+        ErrorKind.OVERLOADED,
+        "router is at its concurrent request limit",
+        request_id=rid,
+        retry_after_s=1.0,
+    )
+
+
+def _end(ev: Finished, tokens: int, t0: float, ttft: float | None) -> router_pb2.GenerateEnd:
+    total = time.perf_counter() - t0
+    completion = ev.completion_tokens if ev.completion_tokens is not None else tokens
+    prompt = ev.prompt_tokens or 0
+    gen_time = total - (ttft or total)
+    tps = (completion - 1) / gen_time if completion > 1 and gen_time > 0 else 0.0
+    return router_pb2.GenerateEnd(
+        finish_reason=_FINISH[ev.finish_reason],
+        usage=router_pb2.Usage(
+            prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+        ),
+        timings=router_pb2.Timings(
+            time_to_first_token_ms=(ttft or total) * 1000,
+            total_ms=total * 1000,
+            tokens_per_second=tps,
+        ),
+    )

@@ -1,0 +1,165 @@
+"""The router's one settings object: environment (``LLM_ROUTER_*``), an optional YAML file,
+and constructor arguments, in increasing precedence. Built in ``main`` and passed down."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from router_service.catalog import (
+    DEFAULT_ENGINE_NAMES,
+    DEFAULT_FALLBACKS,
+    DEFAULT_TASK_MODELS,
+    Catalog,
+)
+from router_service.values import ProviderName, TaskName
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads the file named by ``LLM_ROUTER_CONFIG_FILE`` (or the ``config_file`` argument)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls)
+        self._data: dict[str, Any] = {}
+        if path is not None:
+            loaded = yaml.safe_load(path.read_text()) or {}
+            if not isinstance(loaded, dict):
+                raise ValueError(f"{path}: top level must be a mapping")
+            self._data = loaded
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+class RouterSettings(BaseSettings):
+    """Everything the router process needs; see README "Configuration"."""
+
+    model_config = SettingsConfigDict(env_prefix="LLM_ROUTER_", extra="forbid")
+
+    config_file: Path | None = None
+
+    # Listening.
+    host: str = "127.0.0.1"
+    port: int = Field(default=50051, ge=0, le=65535)
+    grace_period_s: float = Field(default=10.0, ge=0)
+
+    # Engines. The unprefixed names are what operators already use for Ollama and vLLM.
+    ollama_base_url: str = Field(
+        default="http://127.0.0.1:11434",
+        validation_alias=AliasChoices("ollama_base_url", "OLLAMA_BASE_URL"),
+    )
+    vllm_base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        validation_alias=AliasChoices("vllm_base_url", "VLLM_BASE_URL"),
+    )
+    vllm_api_key: str = Field(
+        default="", validation_alias=AliasChoices("vllm_api_key", "VLLM_API_KEY")
+    )
+    # Seed 2.1: OLLAMA_KEEP_ALIVE=30m keeps models loaded.
+    ollama_keep_alive: str = "30m"
+    max_connections_per_backend: int = Field(default=256, ge=1)
+    connect_timeout_s: float = Field(default=2.0, gt=0)
+    # Longest silence tolerated between two chunks of a stream (a stalled engine).
+    read_timeout_s: float = Field(default=60.0, gt=0)
+    # Bound on a whole call when the client sets no deadline.
+    default_deadline_s: float = Field(default=300.0, gt=0)
+
+    # Control service (empty: standalone, static placement below).
+    control_address: str = ""
+    control_token: str = ""
+    router_id: str = ""
+    # Where the last good snapshot is kept; default .run/router-<router_id>.snapshot.
+    config_cache_path: Path | None = None
+    config_stale_grace_s: float = Field(default=30.0, gt=0)
+    stats_report_interval_s: float = Field(default=10.0, gt=0)
+    engine_probe_interval_s: float = Field(default=5.0, gt=0)
+
+    # Bootstrap placement: used until the control service pushes config (and when it never does).
+    primary_provider: ProviderName = "ollama"
+    fallback_provider: ProviderName | None = "vllm"
+    task_providers: dict[TaskName, ProviderName] = Field(default_factory=dict)
+
+    # Models.
+    task_models: dict[TaskName, str] = Field(default_factory=lambda: dict(DEFAULT_TASK_MODELS))
+    model_fallbacks: dict[str, list[str]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_FALLBACKS.items()}
+    )
+    engine_model_names: dict[str, dict[ProviderName, str]] = Field(
+        default_factory=lambda: {k: dict(v) for k, v in DEFAULT_ENGINE_NAMES.items()}
+    )
+
+    # Retries (seed 1.4: 3 attempts with exponential backoff), before the first token only.
+    retry_attempts: int = Field(default=3, ge=1, le=10)
+    retry_base_delay_s: float = Field(default=0.1, ge=0)
+    retry_max_delay_s: float = Field(default=2.0, ge=0)
+
+    # Input limits.
+    max_prompt_chars: int = Field(default=200_000, ge=1)
+    max_embed_inputs: int = Field(default=256, ge=1)
+    max_output_tokens: int = Field(default=32_768, ge=1)
+    # Admission control: streams beyond this get RESOURCE_EXHAUSTED.
+    max_concurrent_requests: int = Field(default=1024, ge=1)
+
+    # gRPC message size for large embedding batches.
+    max_message_bytes: int = Field(default=32 * 1024 * 1024, ge=4 * 1024 * 1024)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path_value = init_settings().get("config_file") or env_settings().get("config_file")
+        path = Path(path_value) if path_value else None
+        return (init_settings, env_settings, _YamlSource(settings_cls, path))
+
+    @field_validator("ollama_base_url", "vllm_base_url")
+    @classmethod
+    def _strip_slash(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RouterSettings:
+        for task, model in self.task_models.items():
+            if model not in self.engine_model_names:
+                raise ValueError(f"task_models.{task}: unknown model {model!r}")
+        for model, chain in self.model_fallbacks.items():
+            for m in [model, *chain]:
+                if m not in self.engine_model_names:
+                    raise ValueError(f"model_fallbacks.{model}: unknown model {m!r}")
+        missing = set(DEFAULT_TASK_MODELS) - set(self.task_models)
+        if missing:
+            raise ValueError(f"task_models: missing tasks {sorted(missing)}")
+        return self
+
+    def resolved_router_id(self) -> str:
+        return self.router_id or f"{socket.gethostname()}-{self.port}"
+
+    def resolved_cache_path(self) -> Path:
+        return (
+            self.config_cache_path or Path(".run") / f"router-{self.resolved_router_id()}.snapshot"
+        )
+
+    def catalog(self) -> Catalog:
+        return Catalog(
+            engine_names=self.engine_model_names,
+            task_models=self.task_models,
+            fallbacks=self.model_fallbacks,
+        )

@@ -1,0 +1,1 @@
+"""Tests of the typed client library (clients.llm) and llmctl (clients.cli)."""

@@ -1,0 +1,99 @@
+"""TLS and mTLS with certificates made for the test by the ``openssl`` CLI (the ``cryptography``
+package is not a dependency of the project). The openssl CLI ships with Debian's base system;
+without it these tests fail loudly rather than skip."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from clients.gen.llmgateway.v1 import control_pb2, control_pb2_grpc
+from tests.control.conftest import start
+
+
+def test_openssl_is_installed() -> None:
+    assert shutil.which("openssl"), "the TLS tests need the openssl CLI (apt-get install openssl)"
+
+
+EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def _run(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=30)
+
+
+def _issue(d: Path, name: str, cn: str, ext: str) -> None:
+    _run("req", *EC, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}", cwd=d)
+    (d / f"{name}.ext").write_text(ext)
+    _run(
+        "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "1", "-out", f"{name}.crt", "-extfile", f"{name}.ext",
+        cwd=d,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    d = tmp_path_factory.mktemp("pki")
+    _run("req", "-x509", *EC, "-keyout", "ca.key", "-out", "ca.crt", "-days", "1",
+         "-subj", "/CN=llmgateway test CA", cwd=d)  # fmt: skip
+    _issue(d, "server", "localhost", "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    _issue(d, "client", "router-1", "extendedKeyUsage=clientAuth\n")
+    return Pki(d / "ca.crt", d / "server.crt", d / "server.key", d / "client.crt", d / "client.key")
+
+
+async def _get_state(port: int, creds: grpc.ChannelCredentials | None) -> int:
+    target = f"127.0.0.1:{port}"
+    channel = grpc.aio.secure_channel(target, creds) if creds else grpc.aio.insecure_channel(target)
+    async with channel:
+        stub = control_pb2_grpc.ControlServiceStub(channel)
+        r = await stub.GetState(control_pb2.GetStateRequest(), timeout=5)
+        return r.snapshot.version
+
+
+async def test_tls(pki: Pki, db: Path) -> None:
+    c = await start(db, tls_cert_file=pki.server_cert, tls_key_file=pki.server_key)
+    try:
+        creds = grpc.ssl_channel_credentials(root_certificates=pki.ca.read_bytes())
+        assert await _get_state(c.app.port, creds) == 1
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await _get_state(c.app.port, None)  # plaintext to a TLS port
+        assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await c.close()
+
+
+async def test_mtls_requires_a_client_certificate(pki: Pki, db: Path) -> None:
+    c = await start(
+        db,
+        tls_cert_file=pki.server_cert,
+        tls_key_file=pki.server_key,
+        tls_client_ca_file=pki.ca,
+    )
+    try:
+        ca = pki.ca.read_bytes()
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await _get_state(c.app.port, grpc.ssl_channel_credentials(root_certificates=ca))
+        assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=ca,
+            private_key=pki.client_key.read_bytes(),
+            certificate_chain=pki.client_cert.read_bytes(),
+        )
+        assert await _get_state(c.app.port, creds) == 1
+    finally:
+        await c.close()
