@@ -15,7 +15,7 @@ from router_service.sim._generate import GenResult
 from router_service.sim._http import json_response, now_rfc3339
 from router_service.sim._textgen import token_json
 
-__all__ = ["BUSY", "MIDSTREAM", "OllamaFormat", "ollama_error"]
+__all__ = ["BUSY", "MIDSTREAM", "OllamaErrors", "OllamaFormat", "ollama_error"]
 
 BUSY = "server busy, please try again.  maximum pending requests exceeded"  # two spaces, sic
 MIDSTREAM = "an error was encountered while running the model"
@@ -42,7 +42,18 @@ def _token_ids(tokens: Sequence[str]) -> list[int]:
     return [zlib.crc32(t.encode()) % _VOCAB_SIZE for t in tokens]
 
 
-class OllamaFormat:
+class OllamaErrors:
+    """Pre-stream errors in Ollama's format (used alone by the embedding endpoints)."""
+
+    def error_response(self, status: int, kind: str) -> web.Response:
+        if kind == "busy":
+            return ollama_error(503, BUSY)
+        if kind == "midstream":
+            return ollama_error(500, MIDSTREAM)
+        return ollama_error(status, _injected_message(status))
+
+
+class OllamaFormat(OllamaErrors):
     """One /api/generate or /api/chat response. Tokens become ``{"...","done":false}`` lines."""
 
     content_type = _NDJSON
@@ -120,21 +131,3 @@ class OllamaFormat:
     def full_body(self, toks: Sequence[str], res: GenResult) -> web.Response:
         body = self._final(res, "".join(toks[: res.n_out]))
         return json_response(body)
-
-    def error_response(self, status: int, kind: str) -> web.Response:
-        if kind == "busy":
-            return ollama_error(503, BUSY)
-        if kind == "midstream":
-            return ollama_error(500, MIDSTREAM)
-        return ollama_error(status, _injected_message(status))
-
-
-class OllamaErrors:
-    """Error-only format for the embedding endpoints."""
-
-    def error_response(self, status: int, kind: str) -> web.Response:
-        if kind == "busy":
-            return ollama_error(503, BUSY)
-        if kind == "midstream":
-            return ollama_error(500, MIDSTREAM)
-        return ollama_error(status, _injected_message(status))
