@@ -53,7 +53,19 @@ class RoutingConfig:
     shadow_sample_rate: float
     catalog: Catalog
     phase: str = "FACADE"
+    shadow_during_split: bool = False
+    shadow_compare_embeddings: bool = False
+    shadow_capture_content: bool = False
+    # model → system prefix (seed: Chain-of-Draft for deepseek-r1); empty unless configured.
+    prompt_prefixes: Mapping[str, str] = field(default_factory=dict)
     raw: bytes = field(default=b"", repr=False, compare=False)
+
+    @property
+    def shadow_active(self) -> bool:
+        """Whether requests are mirrored now: in SHADOW, or in SPLIT when asked to."""
+        if not self.shadow_enabled or self.shadow_provider is None:
+            return False
+        return self.phase == "SHADOW" or (self.phase == "SPLIT" and self.shadow_during_split)
 
 
 def bootstrap_config(
@@ -119,6 +131,12 @@ def from_snapshot(snap: control_pb2.ConfigSnapshot) -> RoutingConfig:
             task_providers[t] = chosen
 
     catalog = _catalog(snap.catalog)
+    prefixes: dict[str, str] = {}
+    for i, pol in enumerate(flags.prompt_policies):
+        if pol.model not in catalog.engine_names:
+            raise ConfigError(f"flags.prompt_policies[{i}].model: unknown model {pol.model!r}")
+        if pol.system_prefix:
+            prefixes[pol.model] = pol.system_prefix
     phase = control_pb2.Phase.Name(snap.migration.phase).removeprefix("PHASE_")
     return RoutingConfig(
         version=snap.version,
@@ -131,6 +149,10 @@ def from_snapshot(snap: control_pb2.ConfigSnapshot) -> RoutingConfig:
         shadow_sample_rate=flags.shadow_sample_rate,
         catalog=catalog,
         phase=phase,
+        shadow_during_split=flags.shadow_during_split,
+        shadow_compare_embeddings=flags.shadow_compare_embeddings,
+        shadow_capture_content=flags.shadow_capture_content,
+        prompt_prefixes=prefixes,
         raw=snap.SerializeToString(deterministic=True),
     )
 

@@ -174,6 +174,34 @@ HEALTH_STATUS_DOWN: HealthStatus.ValueType  # 3
 """HEALTH_STATUS_DOWN does not work."""
 Global___HealthStatus: _TypeAlias = HealthStatus  # noqa: Y015
 
+class _Verdict:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _VerdictEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Verdict.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    VERDICT_UNSPECIFIED: _Verdict.ValueType  # 0
+    """VERDICT_UNSPECIFIED is never sent."""
+    VERDICT_GO: _Verdict.ValueType  # 1
+    """VERDICT_GO means the criterion holds."""
+    VERDICT_NO_GO: _Verdict.ValueType  # 2
+    """VERDICT_NO_GO means the criterion fails."""
+    VERDICT_INCONCLUSIVE: _Verdict.ValueType  # 3
+    """VERDICT_INCONCLUSIVE means there is not enough data; it holds promotion."""
+
+class Verdict(_Verdict, metaclass=_VerdictEnumTypeWrapper):
+    """Verdict is one criterion's outcome."""
+
+VERDICT_UNSPECIFIED: Verdict.ValueType  # 0
+"""VERDICT_UNSPECIFIED is never sent."""
+VERDICT_GO: Verdict.ValueType  # 1
+"""VERDICT_GO means the criterion holds."""
+VERDICT_NO_GO: Verdict.ValueType  # 2
+"""VERDICT_NO_GO means the criterion fails."""
+VERDICT_INCONCLUSIVE: Verdict.ValueType  # 3
+"""VERDICT_INCONCLUSIVE means there is not enough data; it holds promotion."""
+Global___Verdict: _TypeAlias = Verdict  # noqa: Y015
+
 @_typing.final
 class RollbackThresholds(_message.Message):
     """RollbackThresholds are the seed's automatic rollback triggers (section 6.4)."""
@@ -185,6 +213,13 @@ class RollbackThresholds(_message.Message):
     CONSECUTIVE_TIMEOUTS_FIELD_NUMBER: _builtins.int
     WINDOW_SECONDS_FIELD_NUMBER: _builtins.int
     MIN_REQUESTS_FIELD_NUMBER: _builtins.int
+    COOLDOWN_SECONDS_FIELD_NUMBER: _builtins.int
+    MAX_AUTOMATIC_ROLLBACKS_FIELD_NUMBER: _builtins.int
+    TIMEOUT_ROUTERS_REQUIRED_FIELD_NUMBER: _builtins.int
+    HEALTH_FAILURE_THRESHOLD_FIELD_NUMBER: _builtins.int
+    HEALTH_SUCCESS_THRESHOLD_FIELD_NUMBER: _builtins.int
+    DRY_RUN_RULES_FIELD_NUMBER: _builtins.int
+    EMBED_LATENCY_P95_MS_FIELD_NUMBER: _builtins.int
     error_rate: _builtins.float
     """error_rate in [0, 1] over the window (seed: 0.05)."""
     latency_p95_ms: _builtins.int
@@ -195,6 +230,24 @@ class RollbackThresholds(_message.Message):
     """window_seconds of the error-rate and latency window (seed: 300)."""
     min_requests: _builtins.int
     """min_requests in the window before a rate is judged ("no data means hold")."""
+    cooldown_seconds: _builtins.int
+    """cooldown_seconds after an automatic rollback before another may fire."""
+    max_automatic_rollbacks: _builtins.int
+    """max_automatic_rollbacks before automation stops and an operator must act."""
+    timeout_routers_required: _builtins.int
+    """timeout_routers_required is how many routers must report consecutive_timeouts at once."""
+    health_failure_threshold: _builtins.int
+    """health_failure_threshold consecutive failed vLLM health probes fail the health rule."""
+    health_success_threshold: _builtins.int
+    """health_success_threshold consecutive good probes make an unhealthy engine healthy again."""
+    embed_latency_p95_ms: _builtins.int
+    """embed_latency_p95_ms is the p95 threshold for Embed's total latency (Generate uses TTFT)."""
+    @_builtins.property
+    def dry_run_rules(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """dry_run_rules evaluate and record but never act: "error_rate", "latency_p95",
+        "consecutive_timeouts", "health".
+        """
+
     def __init__(
         self,
         *,
@@ -203,14 +256,47 @@ class RollbackThresholds(_message.Message):
         consecutive_timeouts: _builtins.int = ...,
         window_seconds: _builtins.int = ...,
         min_requests: _builtins.int = ...,
+        cooldown_seconds: _builtins.int = ...,
+        max_automatic_rollbacks: _builtins.int = ...,
+        timeout_routers_required: _builtins.int = ...,
+        health_failure_threshold: _builtins.int = ...,
+        health_success_threshold: _builtins.int = ...,
+        dry_run_rules: _abc.Iterable[_builtins.str] | None = ...,
+        embed_latency_p95_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["consecutive_timeouts", b"consecutive_timeouts", "error_rate", b"error_rate", "latency_p95_ms", b"latency_p95_ms", "min_requests", b"min_requests", "window_seconds", b"window_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consecutive_timeouts", b"consecutive_timeouts", "cooldown_seconds", b"cooldown_seconds", "dry_run_rules", b"dry_run_rules", "embed_latency_p95_ms", b"embed_latency_p95_ms", "error_rate", b"error_rate", "health_failure_threshold", b"health_failure_threshold", "health_success_threshold", b"health_success_threshold", "latency_p95_ms", b"latency_p95_ms", "max_automatic_rollbacks", b"max_automatic_rollbacks", "min_requests", b"min_requests", "timeout_routers_required", b"timeout_routers_required", "window_seconds", b"window_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RollbackThresholds: _TypeAlias = RollbackThresholds  # noqa: Y015
+
+@_typing.final
+class PromptPolicy(_message.Message):
+    """PromptPolicy rewrites prompts for one model (e.g. the seed's Chain-of-Draft prefix)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    SYSTEM_PREFIX_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """model is the logical model name the policy applies to."""
+    system_prefix: _builtins.str
+    """system_prefix is prepended to the system message (one is added when there is none)."""
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        system_prefix: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "system_prefix", b"system_prefix"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PromptPolicy: _TypeAlias = PromptPolicy  # noqa: Y015
 
 @_typing.final
 class Flags(_message.Message):
@@ -230,6 +316,10 @@ class Flags(_message.Message):
     SHADOW_PROVIDER_FIELD_NUMBER: _builtins.int
     SHADOW_SAMPLE_RATE_FIELD_NUMBER: _builtins.int
     ROLLBACK_FIELD_NUMBER: _builtins.int
+    SHADOW_DURING_SPLIT_FIELD_NUMBER: _builtins.int
+    SHADOW_COMPARE_EMBEDDINGS_FIELD_NUMBER: _builtins.int
+    SHADOW_CAPTURE_CONTENT_FIELD_NUMBER: _builtins.int
+    PROMPT_POLICIES_FIELD_NUMBER: _builtins.int
     primary_provider: _common_pb2.Provider.ValueType
     """primary_provider answers when the phase does not say otherwise."""
     fallback_provider: _common_pb2.Provider.ValueType
@@ -248,9 +338,21 @@ class Flags(_message.Message):
     """shadow_provider receives mirrored requests."""
     shadow_sample_rate: _builtins.float
     """shadow_sample_rate in [0, 1] is the mirrored share."""
+    shadow_during_split: _builtins.bool
+    """shadow_during_split keeps mirroring the sample while in PHASE_SPLIT."""
+    shadow_compare_embeddings: _builtins.bool
+    """shadow_compare_embeddings adds embedding cosine similarity to each comparison."""
+    shadow_capture_content: _builtins.bool
+    """shadow_capture_content lets routers report prompt and answer texts of compared pairs
+    (operator opt-in; off by default: no prompt or completion text leaves the router).
+    """
     @_builtins.property
     def rollback(self) -> Global___RollbackThresholds:
         """rollback holds the automatic rollback thresholds."""
+
+    @_builtins.property
+    def prompt_policies(self) -> _containers.RepeatedCompositeFieldContainer[Global___PromptPolicy]:
+        """prompt_policies are per-model prompt rewrites, off unless listed."""
 
     def __init__(
         self,
@@ -265,10 +367,14 @@ class Flags(_message.Message):
         shadow_provider: _common_pb2.Provider.ValueType = ...,
         shadow_sample_rate: _builtins.float = ...,
         rollback: Global___RollbackThresholds | None = ...,
+        shadow_during_split: _builtins.bool = ...,
+        shadow_compare_embeddings: _builtins.bool = ...,
+        shadow_capture_content: _builtins.bool = ...,
+        prompt_policies: _abc.Iterable[Global___PromptPolicy] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["rollback", b"rollback"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis_provider", b"analysis_provider", "classification_provider", b"classification_provider", "embedding_provider", b"embedding_provider", "fallback_provider", b"fallback_provider", "primary_provider", b"primary_provider", "rollback", b"rollback", "shadow_enabled", b"shadow_enabled", "shadow_provider", b"shadow_provider", "shadow_sample_rate", b"shadow_sample_rate", "synthesis_provider", b"synthesis_provider"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis_provider", b"analysis_provider", "classification_provider", b"classification_provider", "embedding_provider", b"embedding_provider", "fallback_provider", b"fallback_provider", "primary_provider", b"primary_provider", "prompt_policies", b"prompt_policies", "rollback", b"rollback", "shadow_capture_content", b"shadow_capture_content", "shadow_compare_embeddings", b"shadow_compare_embeddings", "shadow_during_split", b"shadow_during_split", "shadow_enabled", b"shadow_enabled", "shadow_provider", b"shadow_provider", "shadow_sample_rate", b"shadow_sample_rate", "synthesis_provider", b"synthesis_provider"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -383,6 +489,8 @@ class MigrationState(_message.Message):
     STATUS_REASON_FIELD_NUMBER: _builtins.int
     ABORTED_PHASE_FIELD_NUMBER: _builtins.int
     ABORTED_WEIGHT_PERCENT_FIELD_NUMBER: _builtins.int
+    AUTOMATIC_ROLLBACKS_FIELD_NUMBER: _builtins.int
+    LAST_ROLLBACK_AT_FIELD_NUMBER: _builtins.int
     phase: Global___Phase.ValueType
     """phase is the current step."""
     split_weight_percent: _builtins.int
@@ -395,9 +503,15 @@ class MigrationState(_message.Message):
     """aborted_phase is the phase an abort left (restored by Retry)."""
     aborted_weight_percent: _builtins.int
     """aborted_weight_percent is the weight an abort left."""
+    automatic_rollbacks: _builtins.int
+    """automatic_rollbacks counts rollbacks decided by the control service (for the cap)."""
     @_builtins.property
     def split_steps(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """split_steps are the SPLIT weights promote walks through (seed: 10, 30, 70)."""
+
+    @_builtins.property
+    def last_rollback_at(self) -> _timestamp_pb2.Timestamp:
+        """last_rollback_at is when the last automatic rollback happened (for the cooldown)."""
 
     def __init__(
         self,
@@ -409,10 +523,12 @@ class MigrationState(_message.Message):
         status_reason: _builtins.str = ...,
         aborted_phase: Global___Phase.ValueType = ...,
         aborted_weight_percent: _builtins.int = ...,
+        automatic_rollbacks: _builtins.int = ...,
+        last_rollback_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_rollback_at", b"last_rollback_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aborted_phase", b"aborted_phase", "aborted_weight_percent", b"aborted_weight_percent", "phase", b"phase", "split_steps", b"split_steps", "split_weight_percent", b"split_weight_percent", "status", b"status", "status_reason", b"status_reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aborted_phase", b"aborted_phase", "aborted_weight_percent", b"aborted_weight_percent", "automatic_rollbacks", b"automatic_rollbacks", "last_rollback_at", b"last_rollback_at", "phase", b"phase", "split_steps", b"split_steps", "split_weight_percent", b"split_weight_percent", "status", b"status", "status_reason", b"status_reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -548,6 +664,7 @@ class ProviderTaskStats(_message.Message):
     PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
     COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
     SHADOW_FIELD_NUMBER: _builtins.int
+    ROUTER_ID_FIELD_NUMBER: _builtins.int
     provider: _common_pb2.Provider.ValueType
     """provider that answered (or failed)."""
     task: _common_pb2.Task.ValueType
@@ -566,6 +683,8 @@ class ProviderTaskStats(_message.Message):
     """completion_tokens summed."""
     shadow: _builtins.bool
     """shadow is true for mirrored (shadow) requests."""
+    router_id: _builtins.str
+    """router_id is filled by the control service when it stores a report."""
     @_builtins.property
     def errors_by_code(self) -> _containers.RepeatedCompositeFieldContainer[Global___ErrorCount]:
         """errors_by_code splits errors by code."""
@@ -593,14 +712,111 @@ class ProviderTaskStats(_message.Message):
         prompt_tokens: _builtins.int = ...,
         completion_tokens: _builtins.int = ...,
         shadow: _builtins.bool = ...,
+        router_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["total_ms", b"total_ms", "ttft_ms", b"ttft_ms"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_tokens", b"completion_tokens", "consecutive_timeouts", b"consecutive_timeouts", "errors", b"errors", "errors_by_code", b"errors_by_code", "prompt_tokens", b"prompt_tokens", "provider", b"provider", "requests", b"requests", "shadow", b"shadow", "task", b"task", "timeouts", b"timeouts", "total_ms", b"total_ms", "ttft_ms", b"ttft_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_tokens", b"completion_tokens", "consecutive_timeouts", b"consecutive_timeouts", "errors", b"errors", "errors_by_code", b"errors_by_code", "prompt_tokens", b"prompt_tokens", "provider", b"provider", "requests", b"requests", "router_id", b"router_id", "shadow", b"shadow", "task", b"task", "timeouts", b"timeouts", "total_ms", b"total_ms", "ttft_ms", b"ttft_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ProviderTaskStats: _TypeAlias = ProviderTaskStats  # noqa: Y015
+
+@_typing.final
+class ShadowComparison(_message.Message):
+    """ShadowComparison compares one primary answer with its shadow."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TASK_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    PRIMARY_PROVIDER_FIELD_NUMBER: _builtins.int
+    SHADOW_PROVIDER_FIELD_NUMBER: _builtins.int
+    PRIMARY_OK_FIELD_NUMBER: _builtins.int
+    SHADOW_OK_FIELD_NUMBER: _builtins.int
+    SHADOW_ERROR_CODE_FIELD_NUMBER: _builtins.int
+    PRIMARY_TTFT_MS_FIELD_NUMBER: _builtins.int
+    SHADOW_TTFT_MS_FIELD_NUMBER: _builtins.int
+    PRIMARY_TOKENS_PER_SECOND_FIELD_NUMBER: _builtins.int
+    SHADOW_TOKENS_PER_SECOND_FIELD_NUMBER: _builtins.int
+    LENGTH_RATIO_FIELD_NUMBER: _builtins.int
+    TEXT_SIMILARITY_FIELD_NUMBER: _builtins.int
+    EMBEDDING_COSINE_FIELD_NUMBER: _builtins.int
+    PRIMARY_TEXT_FIELD_NUMBER: _builtins.int
+    SHADOW_TEXT_FIELD_NUMBER: _builtins.int
+    PROMPT_FIELD_NUMBER: _builtins.int
+    DROPPED_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """request_id of the primary request."""
+    task: _common_pb2.Task.ValueType
+    """task of the request."""
+    model: _builtins.str
+    """model is the logical model of both answers."""
+    primary_provider: _common_pb2.Provider.ValueType
+    """primary_provider answered the caller."""
+    shadow_provider: _common_pb2.Provider.ValueType
+    """shadow_provider answered the mirror."""
+    primary_ok: _builtins.bool
+    """primary_ok is true when the primary succeeded."""
+    shadow_ok: _builtins.bool
+    """shadow_ok is true when the shadow succeeded."""
+    shadow_error_code: _common_pb2.ErrorCode.ValueType
+    """shadow_error_code is the shadow's error code when it failed."""
+    primary_ttft_ms: _builtins.float
+    """primary_ttft_ms is the primary's time to first token."""
+    shadow_ttft_ms: _builtins.float
+    """shadow_ttft_ms is the shadow's time to first token."""
+    primary_tokens_per_second: _builtins.float
+    """primary_tokens_per_second is the primary's decode rate."""
+    shadow_tokens_per_second: _builtins.float
+    """shadow_tokens_per_second is the shadow's decode rate."""
+    length_ratio: _builtins.float
+    """length_ratio is shadow characters over primary characters."""
+    text_similarity: _builtins.float
+    """text_similarity in [0, 1] of the normalised texts."""
+    embedding_cosine: _builtins.float
+    """embedding_cosine in [-1, 1] when embedding comparison is enabled; absent otherwise."""
+    primary_text: _builtins.str
+    """primary_text is the primary's answer, only with shadow_capture_content."""
+    shadow_text: _builtins.str
+    """shadow_text is the shadow's answer, only with shadow_capture_content."""
+    prompt: _builtins.str
+    """prompt is the request's last user message, only with shadow_capture_content."""
+    dropped: _builtins.bool
+    """dropped is true when the shadow was not sent because its queue was full."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        task: _common_pb2.Task.ValueType = ...,
+        model: _builtins.str = ...,
+        primary_provider: _common_pb2.Provider.ValueType = ...,
+        shadow_provider: _common_pb2.Provider.ValueType = ...,
+        primary_ok: _builtins.bool = ...,
+        shadow_ok: _builtins.bool = ...,
+        shadow_error_code: _common_pb2.ErrorCode.ValueType = ...,
+        primary_ttft_ms: _builtins.float = ...,
+        shadow_ttft_ms: _builtins.float = ...,
+        primary_tokens_per_second: _builtins.float = ...,
+        shadow_tokens_per_second: _builtins.float = ...,
+        length_ratio: _builtins.float = ...,
+        text_similarity: _builtins.float = ...,
+        embedding_cosine: _builtins.float | None = ...,
+        primary_text: _builtins.str = ...,
+        shadow_text: _builtins.str = ...,
+        prompt: _builtins.str = ...,
+        dropped: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_embedding_cosine", b"_embedding_cosine", "embedding_cosine", b"embedding_cosine"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_embedding_cosine", b"_embedding_cosine", "dropped", b"dropped", "embedding_cosine", b"embedding_cosine", "length_ratio", b"length_ratio", "model", b"model", "primary_ok", b"primary_ok", "primary_provider", b"primary_provider", "primary_text", b"primary_text", "primary_tokens_per_second", b"primary_tokens_per_second", "primary_ttft_ms", b"primary_ttft_ms", "prompt", b"prompt", "request_id", b"request_id", "shadow_error_code", b"shadow_error_code", "shadow_ok", b"shadow_ok", "shadow_provider", b"shadow_provider", "shadow_text", b"shadow_text", "shadow_tokens_per_second", b"shadow_tokens_per_second", "shadow_ttft_ms", b"shadow_ttft_ms", "task", b"task", "text_similarity", b"text_similarity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__embedding_cosine: _TypeAlias = _typing.Literal["embedding_cosine"]  # noqa: Y015
+    _WhichOneofArgType__embedding_cosine: _TypeAlias = _typing.Literal["_embedding_cosine", b"_embedding_cosine"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__embedding_cosine) -> _WhichOneofReturnType__embedding_cosine | None: ...
+
+Global___ShadowComparison: _TypeAlias = ShadowComparison  # noqa: Y015
 
 @_typing.final
 class StatsReport(_message.Message):
@@ -612,8 +828,12 @@ class StatsReport(_message.Message):
     INTERVAL_START_FIELD_NUMBER: _builtins.int
     INTERVAL_END_FIELD_NUMBER: _builtins.int
     STATS_FIELD_NUMBER: _builtins.int
+    SHADOW_COMPARISONS_FIELD_NUMBER: _builtins.int
+    SHADOW_DROPPED_FIELD_NUMBER: _builtins.int
     config_version: _builtins.int
     """config_version the router ran under for the whole interval."""
+    shadow_dropped: _builtins.int
+    """shadow_dropped counts mirrors not sent because the shadow queue was full."""
     @_builtins.property
     def interval_start(self) -> _timestamp_pb2.Timestamp:
         """interval_start of the report."""
@@ -626,6 +846,10 @@ class StatsReport(_message.Message):
     def stats(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProviderTaskStats]:
         """stats per provider and task."""
 
+    @_builtins.property
+    def shadow_comparisons(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShadowComparison]:
+        """shadow_comparisons made in the interval."""
+
     def __init__(
         self,
         *,
@@ -633,10 +857,12 @@ class StatsReport(_message.Message):
         interval_start: _timestamp_pb2.Timestamp | None = ...,
         interval_end: _timestamp_pb2.Timestamp | None = ...,
         stats: _abc.Iterable[Global___ProviderTaskStats] | None = ...,
+        shadow_comparisons: _abc.Iterable[Global___ShadowComparison] | None = ...,
+        shadow_dropped: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["interval_end", b"interval_end", "interval_start", b"interval_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_version", b"config_version", "interval_end", b"interval_end", "interval_start", b"interval_start", "stats", b"stats"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_version", b"config_version", "interval_end", b"interval_end", "interval_start", b"interval_start", "shadow_comparisons", b"shadow_comparisons", "shadow_dropped", b"shadow_dropped", "stats", b"stats"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -941,8 +1167,11 @@ class PromoteRequest(_message.Message):
 
     META_FIELD_NUMBER: _builtins.int
     FULL_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
     full: _builtins.bool
     """full goes straight to PHASE_PRIMARY."""
+    force: _builtins.bool
+    """force promotes to PRIMARY even when the go/no-go gate says no (audited with meta.reason)."""
     @_builtins.property
     def meta(self) -> Global___ChangeMeta:
         """meta is the change metadata."""
@@ -952,10 +1181,11 @@ class PromoteRequest(_message.Message):
         *,
         meta: Global___ChangeMeta | None = ...,
         full: _builtins.bool = ...,
+        force: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["full", b"full", "meta", b"meta"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["force", b"force", "full", b"full", "meta", b"meta"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1521,3 +1751,221 @@ class GetHealthResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetHealthResponse: _TypeAlias = GetHealthResponse  # noqa: Y015
+
+@_typing.final
+class ShadowGroupReport(_message.Message):
+    """ShadowGroupReport aggregates the comparisons of one task and model."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    PAIRS_FIELD_NUMBER: _builtins.int
+    DROPPED_FIELD_NUMBER: _builtins.int
+    PRIMARY_SUCCESS_RATE_FIELD_NUMBER: _builtins.int
+    SHADOW_SUCCESS_RATE_FIELD_NUMBER: _builtins.int
+    TTFT_DELTA_MS_P50_FIELD_NUMBER: _builtins.int
+    TOKENS_PER_SECOND_DELTA_P50_FIELD_NUMBER: _builtins.int
+    SIMILARITY_P10_FIELD_NUMBER: _builtins.int
+    SIMILARITY_P50_FIELD_NUMBER: _builtins.int
+    SIMILARITY_P90_FIELD_NUMBER: _builtins.int
+    LENGTH_RATIO_P50_FIELD_NUMBER: _builtins.int
+    EMBEDDING_COSINE_P50_FIELD_NUMBER: _builtins.int
+    task: _common_pb2.Task.ValueType
+    """task of the pairs."""
+    model: _builtins.str
+    """model of the pairs."""
+    pairs: _builtins.int
+    """pairs compared."""
+    dropped: _builtins.int
+    """dropped mirrors."""
+    primary_success_rate: _builtins.float
+    """primary_success_rate in [0, 1]."""
+    shadow_success_rate: _builtins.float
+    """shadow_success_rate in [0, 1]."""
+    ttft_delta_ms_p50: _builtins.float
+    """ttft_delta_ms_p50 is the median of shadow minus primary TTFT."""
+    tokens_per_second_delta_p50: _builtins.float
+    """tokens_per_second_delta_p50 is the median of shadow minus primary decode rate."""
+    similarity_p10: _builtins.float
+    """similarity_p10 of text similarity."""
+    similarity_p50: _builtins.float
+    """similarity_p50 of text similarity."""
+    similarity_p90: _builtins.float
+    """similarity_p90 of text similarity."""
+    length_ratio_p50: _builtins.float
+    """length_ratio_p50 of shadow over primary length."""
+    embedding_cosine_p50: _builtins.float
+    """embedding_cosine_p50 when embedding comparison was on; 0 otherwise."""
+    def __init__(
+        self,
+        *,
+        task: _common_pb2.Task.ValueType = ...,
+        model: _builtins.str = ...,
+        pairs: _builtins.int = ...,
+        dropped: _builtins.int = ...,
+        primary_success_rate: _builtins.float = ...,
+        shadow_success_rate: _builtins.float = ...,
+        ttft_delta_ms_p50: _builtins.float = ...,
+        tokens_per_second_delta_p50: _builtins.float = ...,
+        similarity_p10: _builtins.float = ...,
+        similarity_p50: _builtins.float = ...,
+        similarity_p90: _builtins.float = ...,
+        length_ratio_p50: _builtins.float = ...,
+        embedding_cosine_p50: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dropped", b"dropped", "embedding_cosine_p50", b"embedding_cosine_p50", "length_ratio_p50", b"length_ratio_p50", "model", b"model", "pairs", b"pairs", "primary_success_rate", b"primary_success_rate", "shadow_success_rate", b"shadow_success_rate", "similarity_p10", b"similarity_p10", "similarity_p50", b"similarity_p50", "similarity_p90", b"similarity_p90", "task", b"task", "tokens_per_second_delta_p50", b"tokens_per_second_delta_p50", "ttft_delta_ms_p50", b"ttft_delta_ms_p50"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShadowGroupReport: _TypeAlias = ShadowGroupReport  # noqa: Y015
+
+@_typing.final
+class GetShadowReportRequest(_message.Message):
+    """GetShadowReportRequest asks for the shadow comparison report."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WINDOW_SECONDS_FIELD_NUMBER: _builtins.int
+    WORST_FIELD_NUMBER: _builtins.int
+    window_seconds: _builtins.int
+    """window_seconds of comparisons to include; 0 means everything retained."""
+    worst: _builtins.int
+    """worst is how many worst-matching pairs to return (default 10)."""
+    def __init__(
+        self,
+        *,
+        window_seconds: _builtins.int = ...,
+        worst: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["window_seconds", b"window_seconds", "worst", b"worst"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetShadowReportRequest: _TypeAlias = GetShadowReportRequest  # noqa: Y015
+
+@_typing.final
+class GetShadowReportResponse(_message.Message):
+    """GetShadowReportResponse is the shadow comparison report."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUPS_FIELD_NUMBER: _builtins.int
+    WORST_PAIRS_FIELD_NUMBER: _builtins.int
+    SHADOW_ERROR_RATE_FIELD_NUMBER: _builtins.int
+    shadow_error_rate: _builtins.float
+    """shadow_error_rate over all pairs in the window."""
+    @_builtins.property
+    def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShadowGroupReport]:
+        """groups per task and model."""
+
+    @_builtins.property
+    def worst_pairs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShadowComparison]:
+        """worst_pairs are the lowest-similarity pairs (texts only when captured)."""
+
+    def __init__(
+        self,
+        *,
+        groups: _abc.Iterable[Global___ShadowGroupReport] | None = ...,
+        worst_pairs: _abc.Iterable[Global___ShadowComparison] | None = ...,
+        shadow_error_rate: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups", "shadow_error_rate", b"shadow_error_rate", "worst_pairs", b"worst_pairs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetShadowReportResponse: _TypeAlias = GetShadowReportResponse  # noqa: Y015
+
+@_typing.final
+class Criterion(_message.Message):
+    """Criterion is one go/no-go criterion with the value behind it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VERDICT_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """name of the criterion, e.g. "golden_queries", "latency_p95", "shadow_error_rate", "vram"."""
+    verdict: Global___Verdict.ValueType
+    """verdict of the criterion."""
+    value: _builtins.str
+    """value measured, as text with its unit."""
+    threshold: _builtins.str
+    """threshold the value was judged against, as text."""
+    detail: _builtins.str
+    """detail explains the verdict (failed golden queries, sample counts)."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        verdict: Global___Verdict.ValueType = ...,
+        value: _builtins.str = ...,
+        threshold: _builtins.str = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "name", b"name", "threshold", b"threshold", "value", b"value", "verdict", b"verdict"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Criterion: _TypeAlias = Criterion  # noqa: Y015
+
+@_typing.final
+class EvaluateGoNoGoRequest(_message.Message):
+    """EvaluateGoNoGoRequest asks for the gate."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_GOLDEN_FIELD_NUMBER: _builtins.int
+    run_golden: _builtins.bool
+    """run_golden runs the golden queries now instead of using the last run."""
+    def __init__(
+        self,
+        *,
+        run_golden: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run_golden", b"run_golden"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluateGoNoGoRequest: _TypeAlias = EvaluateGoNoGoRequest  # noqa: Y015
+
+@_typing.final
+class EvaluateGoNoGoResponse(_message.Message):
+    """EvaluateGoNoGoResponse is the gate."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERDICT_FIELD_NUMBER: _builtins.int
+    CRITERIA_FIELD_NUMBER: _builtins.int
+    verdict: Global___Verdict.ValueType
+    """verdict overall: GO only when every criterion is GO."""
+    @_builtins.property
+    def criteria(self) -> _containers.RepeatedCompositeFieldContainer[Global___Criterion]:
+        """criteria evaluated."""
+
+    def __init__(
+        self,
+        *,
+        verdict: Global___Verdict.ValueType = ...,
+        criteria: _abc.Iterable[Global___Criterion] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["criteria", b"criteria", "verdict", b"verdict"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluateGoNoGoResponse: _TypeAlias = EvaluateGoNoGoResponse  # noqa: Y015

@@ -99,6 +99,16 @@ class ControlServiceStub:
                 request_serializer=llmgateway_dot_v1_dot_control__pb2.GetHealthRequest.SerializeToString,
                 response_deserializer=llmgateway_dot_v1_dot_control__pb2.GetHealthResponse.FromString,
                 _registered_method=True)
+        self.GetShadowReport = channel.unary_unary(
+                '/llmgateway.v1.ControlService/GetShadowReport',
+                request_serializer=llmgateway_dot_v1_dot_control__pb2.GetShadowReportRequest.SerializeToString,
+                response_deserializer=llmgateway_dot_v1_dot_control__pb2.GetShadowReportResponse.FromString,
+                _registered_method=True)
+        self.EvaluateGoNoGo = channel.unary_unary(
+                '/llmgateway.v1.ControlService/EvaluateGoNoGo',
+                request_serializer=llmgateway_dot_v1_dot_control__pb2.EvaluateGoNoGoRequest.SerializeToString,
+                response_deserializer=llmgateway_dot_v1_dot_control__pb2.EvaluateGoNoGoResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServiceServicer:
@@ -194,6 +204,20 @@ class ControlServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetShadowReport(self, request, context):
+        """GetShadowReport aggregates the shadow comparisons routers reported.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EvaluateGoNoGo(self, request, context):
+        """EvaluateGoNoGo evaluates the seed's go/no-go criteria for promotion to PRIMARY.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -256,6 +280,16 @@ def add_ControlServiceServicer_to_server(servicer, server):
                     servicer.GetHealth,
                     request_deserializer=llmgateway_dot_v1_dot_control__pb2.GetHealthRequest.FromString,
                     response_serializer=llmgateway_dot_v1_dot_control__pb2.GetHealthResponse.SerializeToString,
+            ),
+            'GetShadowReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetShadowReport,
+                    request_deserializer=llmgateway_dot_v1_dot_control__pb2.GetShadowReportRequest.FromString,
+                    response_serializer=llmgateway_dot_v1_dot_control__pb2.GetShadowReportResponse.SerializeToString,
+            ),
+            'EvaluateGoNoGo': grpc.unary_unary_rpc_method_handler(
+                    servicer.EvaluateGoNoGo,
+                    request_deserializer=llmgateway_dot_v1_dot_control__pb2.EvaluateGoNoGoRequest.FromString,
+                    response_serializer=llmgateway_dot_v1_dot_control__pb2.EvaluateGoNoGoResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -587,6 +621,60 @@ class ControlService:
             '/llmgateway.v1.ControlService/GetHealth',
             llmgateway_dot_v1_dot_control__pb2.GetHealthRequest.SerializeToString,
             llmgateway_dot_v1_dot_control__pb2.GetHealthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetShadowReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmgateway.v1.ControlService/GetShadowReport',
+            llmgateway_dot_v1_dot_control__pb2.GetShadowReportRequest.SerializeToString,
+            llmgateway_dot_v1_dot_control__pb2.GetShadowReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EvaluateGoNoGo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmgateway.v1.ControlService/EvaluateGoNoGo',
+            llmgateway_dot_v1_dot_control__pb2.EvaluateGoNoGoRequest.SerializeToString,
+            llmgateway_dot_v1_dot_control__pb2.EvaluateGoNoGoResponse.FromString,
             options,
             channel_credentials,
             insecure,

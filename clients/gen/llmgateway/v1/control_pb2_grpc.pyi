@@ -64,6 +64,10 @@ class ControlServiceStub:
     """ListEvents pages through the audit log, newest first."""
     GetHealth: _grpc.UnaryUnaryMultiCallable[_control_pb2.GetHealthRequest, _control_pb2.GetHealthResponse]
     """GetHealth aggregates the health of the store, every router and each engine."""
+    GetShadowReport: _grpc.UnaryUnaryMultiCallable[_control_pb2.GetShadowReportRequest, _control_pb2.GetShadowReportResponse]
+    """GetShadowReport aggregates the shadow comparisons routers reported."""
+    EvaluateGoNoGo: _grpc.UnaryUnaryMultiCallable[_control_pb2.EvaluateGoNoGoRequest, _control_pb2.EvaluateGoNoGoResponse]
+    """EvaluateGoNoGo evaluates the seed's go/no-go criteria for promotion to PRIMARY."""
 
 @_typing.type_check_only
 class ControlServiceAsyncStub(ControlServiceStub):
@@ -101,6 +105,10 @@ class ControlServiceAsyncStub(ControlServiceStub):
     """ListEvents pages through the audit log, newest first."""
     GetHealth: _aio.UnaryUnaryMultiCallable[_control_pb2.GetHealthRequest, _control_pb2.GetHealthResponse]  # type: ignore[assignment]
     """GetHealth aggregates the health of the store, every router and each engine."""
+    GetShadowReport: _aio.UnaryUnaryMultiCallable[_control_pb2.GetShadowReportRequest, _control_pb2.GetShadowReportResponse]  # type: ignore[assignment]
+    """GetShadowReport aggregates the shadow comparisons routers reported."""
+    EvaluateGoNoGo: _aio.UnaryUnaryMultiCallable[_control_pb2.EvaluateGoNoGoRequest, _control_pb2.EvaluateGoNoGoResponse]  # type: ignore[assignment]
+    """EvaluateGoNoGo evaluates the seed's go/no-go criteria for promotion to PRIMARY."""
 
 class ControlServiceServicer(metaclass=_abc_1.ABCMeta):
     """ControlService owns the desired state of every router: flags, the migration phase and the
@@ -207,5 +215,21 @@ class ControlServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_control_pb2.GetHealthResponse, _abc.Awaitable[_control_pb2.GetHealthResponse]]:
         """GetHealth aggregates the health of the store, every router and each engine."""
+
+    @_abc_1.abstractmethod
+    def GetShadowReport(
+        self,
+        request: _control_pb2.GetShadowReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.GetShadowReportResponse, _abc.Awaitable[_control_pb2.GetShadowReportResponse]]:
+        """GetShadowReport aggregates the shadow comparisons routers reported."""
+
+    @_abc_1.abstractmethod
+    def EvaluateGoNoGo(
+        self,
+        request: _control_pb2.EvaluateGoNoGoRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.EvaluateGoNoGoResponse, _abc.Awaitable[_control_pb2.EvaluateGoNoGoResponse]]:
+        """EvaluateGoNoGo evaluates the seed's go/no-go criteria for promotion to PRIMARY."""
 
 def add_ControlServiceServicer_to_server(servicer: ControlServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
