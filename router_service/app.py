@@ -10,6 +10,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from clients.gen.llmgateway.v1 import router_pb2, router_pb2_grpc
+from router_service.breaker import BreakerPolicy, Breakers
 from router_service.config import (
     ConfigError,
     ConfigHolder,
@@ -128,6 +129,13 @@ async def start_router(
             settings.retry_attempts, settings.retry_base_delay_s, settings.retry_max_delay_s
         ),
         stats,
+        breakers=Breakers(
+            BreakerPolicy(
+                settings.breaker_failure_threshold,
+                settings.breaker_open_s,
+                settings.breaker_half_open_probes,
+            )
+        ),
     )
     holder = ConfigHolder(initial_config(settings))
     recorder = RequestStatsRecorder()
@@ -183,6 +191,7 @@ async def start_router(
         providers,
         app.engines,
         lambda: servicer.admission.active,
+        dispatcher.breakers,
         app.subscriber,
     ).snapshot
     return app

@@ -11,8 +11,10 @@ import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from router_service.breaker import COUNTED, Breaker, BreakerPolicy, Breakers
 from router_service.errors import ErrorKind, RouterError
 from router_service.placement import Candidate
+from router_service.prompt_policy import with_system_prefix
 from router_service.providers import Provider
 from router_service.retry import RetryPolicy
 from router_service.stats import RouterStats
@@ -69,17 +71,24 @@ class Dispatcher:
         stats: RouterStats,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        breakers: Breakers | None = None,
     ) -> None:
         self._providers = providers
         self._retry = retry
         self._stats = stats
+        self.breakers = breakers or Breakers(BreakerPolicy())
         self._rng = rng or random.Random()
         self._sleep = sleep or asyncio.sleep
 
     async def generate(
-        self, intent: ChatIntent, candidates: list[Candidate], deadline: float
+        self,
+        intent: ChatIntent,
+        candidates: list[Candidate],
+        deadline: float,
+        prompt_prefixes: Mapping[str, str] | None = None,
     ) -> AsyncGenerator[Event, None]:
-        """Events of the answering attempt. ``deadline`` is ``loop.time()``-based."""
+        """Events of the answering attempt. ``deadline`` is ``loop.time()``-based;
+        ``prompt_prefixes`` maps a logical model to the system prefix its policy adds."""
         last: RouterError | None = None
         down: set[ProviderName] = set()
         try:
@@ -90,11 +99,17 @@ class Dispatcher:
                     provider = self._providers.get(cand.provider)
                     if provider is None:
                         continue
-                    call = ChatCall(
-                        cand.engine_model, intent.messages, intent.options, intent.request_id
-                    )
+                    messages = intent.messages
+                    if prompt_prefixes and cand.model in prompt_prefixes:
+                        messages = with_system_prefix(messages, prompt_prefixes[cand.model])
+                    call = ChatCall(cand.engine_model, messages, intent.options, intent.request_id)
+                    breaker = self.breakers[cand.provider]
                     for attempt in range(1, self._retry.attempts + 1):
+                        if not breaker.allow():
+                            last = _circuit_open(cand, intent.request_id)
+                            break
                         started = False
+                        judged = False
                         stream = provider.stream_chat(call)
                         try:
                             async for chunk in stream:
@@ -111,6 +126,8 @@ class Dispatcher:
                                 if chunk.text:
                                     yield Text(chunk.text, chunk.tokens)
                                 if chunk.done:
+                                    breaker.success()
+                                    judged = True
                                     self._stats.record_success(cand.provider)
                                     yield Finished(
                                         chunk.finish_reason,
@@ -119,6 +136,8 @@ class Dispatcher:
                                     )
                                     return
                         except RouterError as err:
+                            judged = True
+                            _judge(breaker, err)
                             self._stats.record_failure(cand.provider, err.kind)
                             _fill(err, cand, intent.request_id)
                             if started:
@@ -131,6 +150,8 @@ class Dispatcher:
                                 self._retry.delay(attempt, err.retry_after_s, self._rng)
                             )
                         finally:
+                            if not judged:
+                                breaker.release()  # cancelled: no verdict on the engine
                             await stream.aclose()
                     assert last is not None
                     if last.kind is ErrorKind.MODEL_NOT_FOUND:
@@ -167,10 +188,15 @@ class Dispatcher:
                     if provider is None or cand.provider in down:
                         continue
                     call = EmbedCall(cand.engine_model, inputs, request_id)
+                    breaker = self.breakers[cand.provider]
                     for attempt in range(1, self._retry.attempts + 1):
+                        if not breaker.allow():
+                            last = _circuit_open(cand, request_id)
+                            break
                         try:
                             out = await provider.embed(call)
                         except RouterError as err:
+                            _judge(breaker, err)
                             self._stats.record_failure(cand.provider, err.kind)
                             _fill(err, cand, request_id)
                             last = err
@@ -180,7 +206,11 @@ class Dispatcher:
                             await self._sleep(
                                 self._retry.delay(attempt, err.retry_after_s, self._rng)
                             )
+                        except BaseException:
+                            breaker.release()
+                            raise
                         else:
+                            breaker.success()
                             self._stats.record_start(cand.provider, cand.fallback)
                             self._stats.record_success(cand.provider)
                             return cand, out
@@ -206,6 +236,24 @@ class Dispatcher:
                 cause=ErrorKind.LLM_UNAVAILABLE,
             )
         raise _as_embedding_error(last)
+
+
+def _judge(breaker: Breaker, err: RouterError) -> None:
+    if err.kind in COUNTED:
+        breaker.failure()
+    else:
+        breaker.release()
+
+
+def _circuit_open(cand: Candidate, request_id: str) -> RouterError:
+    return RouterError(
+        ErrorKind.LLM_UNAVAILABLE,
+        f"{cand.provider} circuit breaker is open: recent requests failed",
+        provider=cand.provider,
+        model=cand.model,
+        request_id=request_id,
+        engine_down=True,
+    )
 
 
 def _fill(err: RouterError, cand: Candidate, request_id: str) -> None:

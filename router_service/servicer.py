@@ -105,16 +105,17 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         try:
             inp = generate_input(request, rid, self._limits)
             task = inp.task
-            candidates = plan(
-                self._config.current, inp.task, inp.model, inp.provider, inp.routing_key
-            )
+            cfg = self._config.current  # one snapshot for the whole request
+            candidates = plan(cfg, inp.task, inp.model, inp.provider, inp.routing_key)
             admitted = self.admission.try_enter()
             if not admitted:
                 raise _overloaded(rid)
             tokens = 0
             # aclosing: a cancelled call must close the engine stream now, not when the
             # suspended generator is garbage-collected.
-            events = self._dispatcher.generate(inp.intent, candidates, self._deadline(context))
+            events = self._dispatcher.generate(
+                inp.intent, candidates, self._deadline(context), cfg.prompt_prefixes
+            )
             async with contextlib.aclosing(events):
                 async for ev in events:
                     if isinstance(ev, Text):

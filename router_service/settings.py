@@ -105,6 +105,11 @@ class RouterSettings(BaseSettings):
     retry_base_delay_s: float = Field(default=0.1, ge=0)
     retry_max_delay_s: float = Field(default=2.0, ge=0)
 
+    # Circuit breaker per engine.
+    breaker_failure_threshold: int = Field(default=5, ge=1)
+    breaker_open_s: float = Field(default=10.0, gt=0)
+    breaker_half_open_probes: int = Field(default=1, ge=1)
+
     # Input limits.
     max_prompt_chars: int = Field(default=200_000, ge=1)
     max_embed_inputs: int = Field(default=256, ge=1)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from clients.gen.llmgateway.v1 import router_pb2
+from router_service.breaker import Breakers
 from router_service.config.holder import ConfigHolder
 from router_service.config.subscriber import ConfigSubscriber
 from router_service.engine_health import EngineHealth
@@ -22,6 +23,7 @@ class StatusView:
     providers: Mapping[ProviderName, Provider]
     engines: EngineHealth
     active: Callable[[], int]
+    breakers: Breakers
     subscriber: ConfigSubscriber | None = None
 
     def snapshot(self) -> router_pb2.GetStatusResponse:
@@ -47,6 +49,7 @@ class StatusView:
                     detail=probe.detail if probe else "not probed yet",
                     latency_ms=probe.latency_ms if probe else 0.0,
                     age_ms=(now - probe.at) * 1000 if probe else 0.0,
+                    breaker_state=self.breakers.state(name).value,
                 )
             )
         return out

@@ -554,6 +554,7 @@ class EngineStatus(_message.Message):
     DETAIL_FIELD_NUMBER: _builtins.int
     LATENCY_MS_FIELD_NUMBER: _builtins.int
     AGE_MS_FIELD_NUMBER: _builtins.int
+    BREAKER_STATE_FIELD_NUMBER: _builtins.int
     provider: _common_pb2.Provider.ValueType
     """provider probed."""
     base_url: _builtins.str
@@ -566,6 +567,8 @@ class EngineStatus(_message.Message):
     """latency_ms of the last probe."""
     age_ms: _builtins.float
     """age_ms is how long ago the last probe finished."""
+    breaker_state: _builtins.str
+    """breaker_state is the engine's circuit breaker: closed, open or half_open."""
     def __init__(
         self,
         *,
@@ -575,10 +578,11 @@ class EngineStatus(_message.Message):
         detail: _builtins.str = ...,
         latency_ms: _builtins.float = ...,
         age_ms: _builtins.float = ...,
+        breaker_state: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["age_ms", b"age_ms", "base_url", b"base_url", "detail", b"detail", "healthy", b"healthy", "latency_ms", b"latency_ms", "provider", b"provider"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["age_ms", b"age_ms", "base_url", b"base_url", "breaker_state", b"breaker_state", "detail", b"detail", "healthy", b"healthy", "latency_ms", b"latency_ms", "provider", b"provider"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
