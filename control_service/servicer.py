@@ -190,6 +190,20 @@ class ControlServicer:
         snap = await self._call(context, run)
         return control_pb2.UpdateFlagsResponse(snapshot=self._snapshot(snap))
 
+    async def GetShadowReport(
+        self, request: control_pb2.GetShadowReportRequest, context: Context
+    ) -> control_pb2.GetShadowReportResponse:
+        # Shadow comparison storage is being built (issue 5); say so rather than answer empty.
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "shadow reports are not available yet")
+        raise AssertionError("unreachable")
+
+    async def EvaluateGoNoGo(
+        self, request: control_pb2.EvaluateGoNoGoRequest, context: Context
+    ) -> control_pb2.EvaluateGoNoGoResponse:
+        # The go/no-go gate is being built (issue 6).
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the go/no-go gate is not available yet")
+        raise AssertionError("unreachable")
+
 
 def _identity(payload: bytes) -> bytes:
     return payload
