@@ -13,12 +13,24 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from clients.cli import _embed, _generate
+from clients.cli import (
+    _control_flags,
+    _control_state,
+    _control_verbs,
+    _embed,
+    _generate,
+)
 from clients.cli._common import Handler
 from clients.cli._errors import EXIT_INTERRUPTED, describe, exit_status
 from clients.llm import DEFAULT_TIMEOUT, RouterError
 
-COMMAND_MODULES: tuple[ModuleType, ...] = (_generate, _embed)
+COMMAND_MODULES: tuple[ModuleType, ...] = (
+    _generate,
+    _embed,
+    _control_state,
+    _control_verbs,
+    _control_flags,
+)
 """Modules whose ``register(subparsers)`` adds a subcommand, in help order."""
 
 TARGET_ENV = "LLMCTL_TARGET"

@@ -9,8 +9,12 @@ An explicit state machine (style lesson 11, modelled on flagd's grpc_watcher):
   (UNAUTHENTICATED, PERMISSION_DENIED, UNIMPLEMENTED): still serving the last good snapshot and
   still retrying, at the slowest pace.
 
-A snapshot is validated (``from_snapshot``), swapped in whole, persisted, then ACKed; a snapshot
-that fails validation is NACKed with the reason and the previous config stays.
+A snapshot is validated (``from_snapshot``), swapped in whole and ACKed; a snapshot that fails
+validation is NACKed with the reason and the previous config stays. The last good snapshot is
+written to disk behind the ACK (latest wins, one writer): an fsync per change on every router
+at once made the fleet's ACKs wait on the disk journal (bench/control_propagation.py, p99 110 ms
+against 33 ms without it). A crash between ACK and write leaves the previous version on disk,
+which the control service replaces on reconnect; ``stop`` flushes the pending write.
 """
 
 from __future__ import annotations
@@ -93,6 +97,8 @@ class ConfigSubscriber:
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._persist_task: asyncio.Task[None] | None = None
+        self._persist_latest: bytes | None = None
         self._interval_start = time.time()
 
     @property
@@ -108,6 +114,27 @@ class ConfigSubscriber:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Wait until the latest applied snapshot is on disk."""
+        while self._persist_task is not None and not self._persist_task.done():
+            await asyncio.shield(self._persist_task)
+
+    def _schedule_persist(self, raw: bytes) -> None:
+        if self._opt.persist_path is None:
+            return
+        self._persist_latest = raw
+        if self._persist_task is None or self._persist_task.done():
+            self._persist_task = asyncio.create_task(self._persist_loop(self._opt.persist_path))
+
+    async def _persist_loop(self, path: Path) -> None:
+        while self._persist_latest is not None:
+            raw, self._persist_latest = self._persist_latest, None
+            try:
+                await asyncio.to_thread(save_snapshot, path, raw)
+            except OSError as exc:
+                log.warning("cannot persist config to %s: %s", path, exc)
 
     def _stop_requested(self) -> bool:
         return self._stopping
@@ -229,8 +256,7 @@ class ConfigSubscriber:
         if report is not None:
             out.append(control_pb2.RouterSessionRequest(stats=report))
         self._holder.swap(config)
-        if self._opt.persist_path is not None:
-            await asyncio.to_thread(save_snapshot, self._opt.persist_path, config.raw)
+        self._schedule_persist(config.raw)
         self._ever_synced = True
         self._connected()
         log.info("applied config version %d (phase %s)", config.version, config.phase)

@@ -55,6 +55,7 @@ async def test_applies_acks_and_persists_a_snapshot(tmp_path: Path) -> None:
         await _state(h, SubscriberState.SYNCED)
         assert h.app.config.current.version == 1
         assert await _provider_of(h) == common_pb2.PROVIDER_VLLM
+        await h.app.subscriber.flush()  # written behind the ACK
         assert (tmp_path / "r1.snapshot").exists()
     finally:
         await _close(h)
