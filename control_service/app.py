@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 import httpx
@@ -14,10 +14,17 @@ from grpc_reflection.v1alpha import reflection
 from control_service import convert
 from control_service.auth import BearerAuthInterceptor
 from control_service.controller import Controller
+from control_service.gpu import GB, GpuBackend, GpuMonitor
+from control_service.gpu_service import GpuService, MonitorVramSource, build_monitor
 from control_service.health import EngineProber, HealthAggregator, engine_probe_urls
 from control_service.hub import Hub
+from control_service.rollback.gate import GateThresholds
+from control_service.rollback.golden_runner import GoldenRunner
+from control_service.rollback.gonogo import GoNoGo, VramSource
+from control_service.rollback.loop import RollbackLoop
 from control_service.servicer import SERVICE, ControlServicer, add_to_server
 from control_service.settings import ControlSettings
+from control_service.shadow_store import ShadowStore
 from control_service.state import default_state
 from control_service.stats_windows import StatsWindows
 from control_service.store import SqliteStore, StateStore
@@ -51,12 +58,21 @@ class ControlApp:
     prober: EngineProber
     http_client: httpx.AsyncClient
     _own_http_client: bool
+    gpu: GpuMonitor = field(kw_only=True)
+    # The automatic rollback loop (None when rollback_enabled is off) and the go/no-go gate.
+    rollback: RollbackLoop | None = field(default=None, kw_only=True)
+    gonogo: GoNoGo | None = field(default=None, kw_only=True)
+    shadow: ShadowStore | None = field(default=None, kw_only=True)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, end router sessions (UNAVAILABLE, so they reconnect), let unary
         calls finish within ``grace`` seconds, then close the store and the HTTP client."""
+        if self.rollback is not None:
+            await self.rollback.stop()
         await self.health.enter_graceful_shutdown()
         self.hub.shutdown()
+        # Ends WatchGpuStatus streams (their generators return) before the server waits on them.
+        await self.gpu.stop()
         await self.server.stop(self.settings.grace_period_s if grace is None else grace)
         await self.prober.aclose()
         if self._own_http_client:
@@ -81,10 +97,15 @@ async def start_control(
     *,
     store: StateStore | None = None,
     http_client: httpx.AsyncClient | None = None,
+    gpu_backend: GpuBackend | None = None,
+    vram_source: VramSource | None = None,
 ) -> ControlApp:
     """Start the control service on ``settings.host:settings.port`` (port 0 picks a free one).
     ``store`` defaults to SQLite at ``settings.db_path``; ``http_client`` (for engine probes)
-    to a new client closed on stop."""
+    to a new client closed on stop; ``gpu_backend`` (tests: ``control_service.gpu.fake``) to
+    the one ``settings.gpu_backend`` names; ``vram_source`` feeds the go/no-go gate's VRAM
+    criterion (default: the GPU monitor's history; no telemetry: INCONCLUSIVE, "no GPU
+    telemetry")."""
     store = store if store is not None else SqliteStore(settings.db_path)
     hub = Hub()
     controller = Controller(store, hub, convert.encode_session_snapshot)
@@ -109,7 +130,36 @@ async def start_control(
         prober,
         store_timeout_s=settings.store_health_timeout_s,
     )
-    servicer = ControlServicer(controller, hub, stats, aggregator)
+    gpu_monitor = build_monitor(settings, gpu_backend)
+    gpu = GpuService(gpu_monitor, controller, headroom_bytes=int(settings.gpu_headroom_gb * GB))
+    gonogo = GoNoGo(
+        stats,
+        GateThresholds(
+            latency_go_ms=settings.gonogo_latency_go_ms,
+            latency_no_go_ms=settings.gonogo_latency_no_go_ms,
+            shadow_error_go=settings.gonogo_shadow_error_go,
+            shadow_error_no_go=settings.gonogo_shadow_error_no_go,
+            min_requests=settings.gonogo_min_requests,
+            vram_window_s=settings.gonogo_vram_window_s,
+        ),
+        settings.gonogo_window_s,
+        GoldenRunner(
+            settings.golden_queries_file,
+            settings.golden_router_address,
+            timeout_s=settings.golden_timeout_s,
+            concurrency=settings.golden_concurrency,
+        ),
+        vram_source if vram_source is not None else MonitorVramSource(gpu_monitor),
+    )
+    rollback = (
+        RollbackLoop(controller, stats, prober, interval_s=settings.evaluation_interval_s)
+        if settings.rollback_enabled
+        else None
+    )
+    shadow = ShadowStore(settings.shadow_retention_s, settings.shadow_max_pairs, clock=time.time)
+    servicer = ControlServicer(
+        controller, hub, stats, aggregator, gpu=gpu, gonogo=gonogo, shadow=shadow
+    )
     server = grpc.aio.server(
         interceptors=[BearerAuthInterceptor(settings.auth_token, settings.router_token)],
         options=[
@@ -140,6 +190,9 @@ async def start_control(
         if own_client:
             await client.aclose()
         raise
+    await gpu_monitor.start()
+    if rollback is not None:
+        rollback.start()
     await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     log.info(
@@ -162,4 +215,8 @@ async def start_control(
         prober,
         client,
         own_client,
+        gpu=gpu_monitor,
+        rollback=rollback,
+        gonogo=gonogo,
+        shadow=shadow,
     )

@@ -6,7 +6,8 @@ Plain Python: the servicer translates protos into the callables used here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from control_service import phases, validation
 from control_service.hub import Hub
@@ -19,7 +20,7 @@ from control_service.state import (
     with_flags,
     with_migration,
 )
-from control_service.store import Change, StateStore
+from control_service.store import Change, Decision, StateStore
 
 DEFAULT_ACTOR = "anonymous"
 
@@ -52,18 +53,23 @@ class Controller:
             self.hub.publish(snap.version, self._encode(snap))
 
     async def change(
-        self, action: str, meta: ChangeMeta, fn: Callable[[DesiredState], DesiredState]
+        self,
+        action: str,
+        meta: ChangeMeta,
+        fn: Callable[[DesiredState], DesiredState],
+        evidence: Mapping[str, Any] | None = None,
     ) -> Snapshot:
         """Apply ``fn`` to the current state in one store transaction: CAS on
-        ``meta.expected_version``, whole-state validation, snapshot + audit event. A change
-        that changes nothing returns the current snapshot without a new version."""
+        ``meta.expected_version``, whole-state validation, snapshot + audit event (with
+        ``evidence``, when given, in its ``after_json``). A change that changes nothing returns
+        the current snapshot without a new version."""
 
         def mutate(cur: Snapshot) -> Change | None:
             new = fn(cur.state)
             if new == cur.state:
                 return None
             validation.check(new)
-            return Change(new, meta.actor or DEFAULT_ACTOR, action, meta.reason)
+            return Change(new, meta.actor or DEFAULT_ACTOR, action, meta.reason, evidence)
 
         snap, _ = await self.store.commit(meta.expected_version, mutate)
         # Also publishes a newer version another writer of the same store committed.
@@ -81,3 +87,10 @@ class Controller:
 
     async def events(self, before_version: int, limit: int) -> list[AuditEvent]:
         return await self.store.events(before_version, limit)
+
+    async def event_page(self, before_version: int, limit: int) -> tuple[list[AuditEvent], int]:
+        return await self.store.event_page(before_version, limit)
+
+    async def record(self, decision: Decision) -> AuditEvent:
+        """An audit event that changes nothing (see :class:`~control_service.store.Decision`)."""
+        return await self.store.record(decision)

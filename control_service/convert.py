@@ -6,19 +6,24 @@ become :class:`InvalidChange` naming the field, like any other bad value.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from google.protobuf import field_mask_pb2, timestamp_pb2
 
 from clients.gen.llmgateway.v1 import common_pb2, control_pb2
 from control_service import stats_windows as sw
 from control_service.errors import FieldViolation, InvalidChange
 from control_service.hub import RouterRecord, RouterView
+from control_service.rollback import gate
 from control_service.state import (
+    ROLLBACK_RULES,
     AuditEvent,
     Catalog,
     ComponentProvider,
     Flags,
     Migration,
     Phase,
+    RollbackRule,
     RollbackThresholds,
     RolloutStatus,
     Snapshot,
@@ -110,6 +115,13 @@ def flags_to_proto(f: Flags) -> control_pb2.Flags:
             consecutive_timeouts=r.consecutive_timeouts,
             window_seconds=r.window_seconds,
             min_requests=r.min_requests,
+            cooldown_seconds=r.cooldown_seconds,
+            max_automatic_rollbacks=r.max_automatic_rollbacks,
+            timeout_routers_required=r.timeout_routers_required,
+            health_failure_threshold=r.health_failure_threshold,
+            health_success_threshold=r.health_success_threshold,
+            dry_run_rules=list(r.dry_run_rules),
+            embed_latency_p95_ms=r.embed_latency_p95_ms,
         ),
     )
 
@@ -125,6 +137,10 @@ def migration_to_proto(m: Migration) -> control_pb2.MigrationState:
             PHASE_TO_PROTO[m.aborted_phase] if m.aborted_phase else control_pb2.PHASE_UNSPECIFIED
         ),
         aborted_weight_percent=m.aborted_weight_percent,
+        automatic_rollbacks=m.automatic_rollbacks,
+        last_rollback_at=(
+            timestamp(m.last_rollback_at) if m.last_rollback_at is not None else None
+        ),
     )
 
 
@@ -137,6 +153,8 @@ def catalog_to_proto(c: Catalog) -> control_pb2.Catalog:
                 vllm_name=e.vllm_name,
                 fallbacks=list(e.fallbacks),
                 embedding=e.embedding,
+                ollama_vram_bytes=e.ollama_vram_bytes,
+                vllm_vram_bytes=e.vllm_vram_bytes,
             )
             for e in c.models
         ],
@@ -208,6 +226,21 @@ def _component(value: int, path: str, out: list[FieldViolation]) -> ComponentPro
     return COMPONENT_FROM_PROTO[value]
 
 
+def _rules(names: Iterable[str], out: list[FieldViolation]) -> tuple[RollbackRule, ...]:
+    rules: list[RollbackRule] = []
+    for i, name in enumerate(names):
+        if name in ROLLBACK_RULES:
+            rules.append(name)
+        else:
+            out.append(
+                FieldViolation(
+                    f"flags.rollback.dry_run_rules[{i}]",
+                    f"unknown rule {name!r} (known: {', '.join(ROLLBACK_RULES)})",
+                )
+            )
+    return tuple(rules)
+
+
 def flags_from_proto(msg: control_pb2.Flags) -> Flags:
     """Domain flags from a complete proto; unknown enum values raise InvalidChange."""
     bad: list[FieldViolation] = []
@@ -230,6 +263,13 @@ def flags_from_proto(msg: control_pb2.Flags) -> Flags:
             consecutive_timeouts=r.consecutive_timeouts,
             window_seconds=r.window_seconds,
             min_requests=r.min_requests,
+            cooldown_seconds=r.cooldown_seconds,
+            max_automatic_rollbacks=r.max_automatic_rollbacks,
+            timeout_routers_required=r.timeout_routers_required,
+            health_failure_threshold=r.health_failure_threshold,
+            health_success_threshold=r.health_success_threshold,
+            dry_run_rules=_rules(r.dry_run_rules, bad),
+            embed_latency_p95_ms=r.embed_latency_p95_ms,
         ),
     )
     if bad:
@@ -315,3 +355,28 @@ def _error_code_name(code: int) -> str:
         return common_pb2.ErrorCode.Name(code).removeprefix("ERROR_CODE_")  # type: ignore[arg-type]
     except ValueError:
         return str(code)
+
+
+# --- go/no-go --------------------------------------------------------------------------------
+
+VERDICT_TO_PROTO: dict[gate.Verdict, control_pb2.Verdict.ValueType] = {
+    gate.Verdict.GO: control_pb2.VERDICT_GO,
+    gate.Verdict.NO_GO: control_pb2.VERDICT_NO_GO,
+    gate.Verdict.INCONCLUSIVE: control_pb2.VERDICT_INCONCLUSIVE,
+}
+
+
+def gate_to_proto(result: gate.GateResult) -> control_pb2.EvaluateGoNoGoResponse:
+    return control_pb2.EvaluateGoNoGoResponse(
+        verdict=VERDICT_TO_PROTO[result.verdict],
+        criteria=[
+            control_pb2.Criterion(
+                name=c.name,
+                verdict=VERDICT_TO_PROTO[c.verdict],
+                value=c.value,
+                threshold=c.threshold,
+                detail=c.detail,
+            )
+            for c in result.criteria
+        ],
+    )

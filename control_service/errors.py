@@ -5,6 +5,8 @@
 * :class:`TransitionError` - the verb is illegal in the current migration state
   (FAILED_PRECONDITION with the reason).
 * :class:`VersionConflict` - compare-and-set failed (ABORTED; nothing changed).
+* :class:`PreconditionFailed` - valid, but the system's state refuses it (FAILED_PRECONDITION
+  with an ErrorInfo reason and a ``PreconditionFailure`` naming the field).
 """
 
 from __future__ import annotations
@@ -52,6 +54,25 @@ class VersionConflict(ControlError):
             f"expected version {expected} but the current version is {current}; "
             "re-read the state and retry"
         )
+
+
+class PreconditionFailed(ControlError):
+    """The request is valid but the system's state refuses it (FAILED_PRECONDITION), e.g. a
+    model that does not fit on the GPU. ``reason`` is the ErrorInfo reason, ``subject`` the
+    request field it is about; ``metadata`` goes into ErrorInfo."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str,
+        subject: str,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        self.reason = reason
+        self.subject = subject
+        self.metadata: dict[str, str] = dict(metadata or {})
+        super().__init__(message)
 
 
 class StoreError(ControlError):

@@ -13,6 +13,7 @@ from grpc_status import rpc_status
 from control_service.errors import (
     ControlError,
     InvalidChange,
+    PreconditionFailed,
     StoreError,
     TransitionError,
     VersionConflict,
@@ -28,7 +29,8 @@ def _pack(msg: Any) -> any_pb2.Any:
 
 
 def to_status(err: ControlError) -> grpc.Status:
-    """INVALID_ARGUMENT (+ BadRequest), FAILED_PRECONDITION, ABORTED or UNAVAILABLE."""
+    """INVALID_ARGUMENT (+ BadRequest), FAILED_PRECONDITION (+ PreconditionFailure for
+    :class:`PreconditionFailed`), ABORTED or UNAVAILABLE."""
     metadata: dict[str, str] = {}
     details: list[any_pb2.Any] = []
     if isinstance(err, InvalidChange):
@@ -48,6 +50,21 @@ def to_status(err: ControlError) -> grpc.Status:
         )
     elif isinstance(err, TransitionError):
         code, reason = grpc.StatusCode.FAILED_PRECONDITION, "ILLEGAL_TRANSITION"
+    elif isinstance(err, PreconditionFailed):
+        code, reason = grpc.StatusCode.FAILED_PRECONDITION, err.reason
+        metadata.update(err.metadata)
+        metadata["field"] = err.subject
+        details.append(
+            _pack(
+                error_details_pb2.PreconditionFailure(
+                    violations=[
+                        error_details_pb2.PreconditionFailure.Violation(
+                            type=err.reason, subject=err.subject, description=str(err)
+                        )
+                    ]
+                )
+            )
+        )
     elif isinstance(err, VersionConflict):
         code, reason = grpc.StatusCode.ABORTED, "VERSION_CONFLICT"
         metadata["expected_version"] = str(err.expected)

@@ -85,6 +85,13 @@ class EngineProber:
         # shield: a cancelled health call must not cancel the probe others wait on.
         return await asyncio.shield(self._inflight)
 
+    async def probe_now(self) -> list[ComponentHealth]:
+        """A fresh probe round whatever the cache holds (joining one in flight); the rollback
+        loop counts these for its health hysteresis. Refreshes the cache too."""
+        if self._inflight is None or self._inflight.done():
+            self._inflight = asyncio.create_task(self._probe_all())
+        return await asyncio.shield(self._inflight)
+
     async def _probe_all(self) -> list[ComponentHealth]:
         results = list(
             await asyncio.gather(*(self._probe(name, url) for name, url in self._urls.items()))

@@ -10,6 +10,9 @@ FACADE → SHADOW → SPLIT (each of ``split_steps``, seed 10 → 30 → 70) →
   it left; it is sticky: every verb but ``retry`` and ``undo`` is refused until then
   (control-plane.md 3.5 item 9, argo-rollouts #2929).
 * ``retry`` restores the aborted phase and weight.
+* ``automatic_rollback`` is the rollback controller's abort (not an operator verb): an abort that
+  also counts ``automatic_rollbacks`` and stamps ``last_rollback_at``. Every verb carries those
+  two fields through unchanged.
 * ``undo`` goes back one step (or to a named earlier phase). Going back is always allowed, also
   while paused (the pause stays) and while aborted (which it leaves), because a rollback must have
   an exit in every state (Flagger #1801).
@@ -157,6 +160,16 @@ def abort(m: Migration, reason: str = "") -> Migration:
         status_reason=reason or "aborted",
         aborted_phase=m.phase,
         aborted_weight_percent=m.split_weight_percent,
+        automatic_rollbacks=m.automatic_rollbacks,
+        last_rollback_at=m.last_rollback_at,
+    )
+
+
+def automatic_rollback(m: Migration, reason: str, at: float) -> Migration:
+    """The rollback controller's abort: the same sticky abort an operator's is, counted for the
+    cap (``automatic_rollbacks``) and stamped for the cooldown (``last_rollback_at``)."""
+    return replace(
+        abort(m, reason), automatic_rollbacks=m.automatic_rollbacks + 1, last_rollback_at=at
     )
 
 
@@ -167,6 +180,8 @@ def retry(m: Migration) -> Migration:
         phase=m.aborted_phase,
         split_weight_percent=m.aborted_weight_percent,
         split_steps=m.split_steps,
+        automatic_rollbacks=m.automatic_rollbacks,
+        last_rollback_at=m.last_rollback_at,
     )
 
 
@@ -191,6 +206,8 @@ def undo(m: Migration, to_phase: Phase | None = None) -> Migration:
             phase=m.aborted_phase,
             split_weight_percent=m.aborted_weight_percent,
             split_steps=m.split_steps,
+            automatic_rollbacks=m.automatic_rollbacks,
+            last_rollback_at=m.last_rollback_at,
         )
     if to_phase is None:
         return _one_step_back(base)

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
 
 from clients.gen.llmgateway.v1 import control_pb2
-from control_service import convert, phases
+from control_service import convert, gpu_convert, phases
 from control_service.controller import Controller
 from control_service.errors import ControlError, FieldViolation, InvalidChange
+from control_service.gpu_service import GpuService
 from control_service.grpc_errors import to_status
 from control_service.health import Health, HealthAggregator
 from control_service.hub import Hub
+from control_service.rollback.gonogo import GoNoGo
 from control_service.session import SessionHandler
+from control_service.shadow_store import DEFAULT_WORST, ShadowStore
 from control_service.state import ChangeMeta, Snapshot
 from control_service.stats_windows import StatsWindows
 
@@ -25,6 +28,7 @@ T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
 SERVICE = control_pb2.DESCRIPTOR.services_by_name["ControlService"]
 MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE = 1000, 50
+MAX_SHADOW_WORST = 1000
 
 _HEALTH_TO_PROTO = {
     Health.OK: control_pb2.HEALTH_STATUS_OK,
@@ -46,12 +50,21 @@ class ControlServicer:
         hub: Hub,
         stats: StatsWindows,
         health: HealthAggregator,
+        *,
+        gpu: GpuService,
+        gonogo: GoNoGo | None = None,
+        shadow: ShadowStore | None = None,
     ) -> None:
         self._controller = controller
         self._hub = hub
         self._health = health
+        self._gpu = gpu
+        # The go/no-go gate; None: promotion to PRIMARY is not gated and EvaluateGoNoGo is
+        # UNAVAILABLE.
+        self._gonogo = gonogo
         # A bound coroutine function: grpc.aio picks the reader/writer API by inspecting it.
-        self.RouterSession = SessionHandler(hub, stats).handle
+        self._shadow = shadow if shadow is not None else ShadowStore()
+        self.RouterSession = SessionHandler(hub, stats, self._shadow).handle
 
     async def _call(self, context: Context, fn: Callable[[], Awaitable[T]]) -> T:
         """The one error mapping: domain errors to rich statuses, anything else to INTERNAL."""
@@ -99,12 +112,12 @@ class ControlServicer:
             if bad:
                 raise InvalidChange(bad)
             size = request.page_size or DEFAULT_PAGE_SIZE
-            events = await self._controller.events(request.before_version, size + 1)
-            more = len(events) > size
-            events = events[:size]
+            # A page never splits the events of one version (a change plus the decisions filed
+            # under it), so it may hold a few more than page_size.
+            events, next_before = await self._controller.event_page(request.before_version, size)
             return control_pb2.ListEventsResponse(
                 events=[convert.event_to_proto(e) for e in events],
-                next_before_version=events[-1].version if more else 0,
+                next_before_version=next_before,
             )
 
         return await self._call(context, run)
@@ -131,8 +144,17 @@ class ControlServicer:
     async def Promote(
         self, request: control_pb2.PromoteRequest, context: Context
     ) -> control_pb2.PromoteResponse:
-        snap = await self._verb(context, request.meta, lambda: phases.Promote(request.full))
-        return control_pb2.PromoteResponse(snapshot=snap)
+        gonogo = self._gonogo
+        if gonogo is None:
+            snap = await self._verb(context, request.meta, lambda: phases.Promote(request.full))
+            return control_pb2.PromoteResponse(snapshot=snap)
+
+        async def run() -> Snapshot:
+            return await gonogo.promote(
+                self._controller, request.full, request.force, _meta(request.meta)
+            )
+
+        return control_pb2.PromoteResponse(snapshot=self._snapshot(await self._call(context, run)))
 
     async def SetWeight(
         self, request: control_pb2.SetWeightRequest, context: Context
@@ -190,19 +212,82 @@ class ControlServicer:
         snap = await self._call(context, run)
         return control_pb2.UpdateFlagsResponse(snapshot=self._snapshot(snap))
 
+    # --- GPU telemetry and model selection (control_service.gpu_service) ------------------
+
+    async def GetGpuStatus(
+        self, request: control_pb2.GetGpuStatusRequest, context: Context
+    ) -> control_pb2.GetGpuStatusResponse:
+        monitor = self._gpu.monitor
+        return control_pb2.GetGpuStatusResponse(
+            status=gpu_convert.status_to_proto(monitor.latest, monitor)
+        )
+
+    async def WatchGpuStatus(
+        self, request: control_pb2.WatchGpuStatusRequest, context: Context
+    ) -> AsyncIterator[control_pb2.WatchGpuStatusResponse]:
+        # An async generator, not context.write: the OTel aio server interceptor only wraps
+        # generators (opentelemetry-python-contrib#3066). Ends when the monitor stops.
+        monitor = self._gpu.monitor
+        async for status in monitor.updates():
+            yield control_pb2.WatchGpuStatusResponse(
+                status=gpu_convert.status_to_proto(status, monitor)
+            )
+
+    async def SelectModel(
+        self, request: control_pb2.SelectModelRequest, context: Context
+    ) -> control_pb2.SelectModelResponse:
+        async def run() -> control_pb2.SelectModelResponse:
+            selection = self._gpu.select(
+                gpu_convert.task_from_proto(request.task),
+                budget_bytes=request.budget_bytes if request.HasField("budget_bytes") else None,
+                engine=gpu_convert.provider_from_proto(request.provider),
+                whole_catalog=request.whole_catalog,
+            )
+            return gpu_convert.selection_to_proto(selection)
+
+        return await self._call(context, run)
+
+    async def SetTaskModel(
+        self, request: control_pb2.SetTaskModelRequest, context: Context
+    ) -> control_pb2.SetTaskModelResponse:
+        async def run() -> Snapshot:
+            return await self._gpu.set_task_model(
+                _meta(request.meta),
+                gpu_convert.task_from_proto(request.task),
+                request.model,
+                force=request.force,
+            )
+
+        snap = await self._call(context, run)
+        return control_pb2.SetTaskModelResponse(snapshot=self._snapshot(snap))
+
     async def GetShadowReport(
         self, request: control_pb2.GetShadowReportRequest, context: Context
     ) -> control_pb2.GetShadowReportResponse:
-        # Shadow comparison storage is being built (issue 5); say so rather than answer empty.
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "shadow reports are not available yet")
-        raise AssertionError("unreachable")
+        async def run() -> control_pb2.GetShadowReportResponse:
+            bad = []
+            if request.window_seconds < 0:
+                bad.append(FieldViolation("window_seconds", "must not be negative"))
+            if not 0 <= request.worst <= MAX_SHADOW_WORST:
+                bad.append(FieldViolation("worst", f"must be in [0, {MAX_SHADOW_WORST}]"))
+            if bad:
+                raise InvalidChange(bad)
+            return self._shadow.report(request.window_seconds, request.worst or DEFAULT_WORST)
+
+        return await self._call(context, run)
 
     async def EvaluateGoNoGo(
         self, request: control_pb2.EvaluateGoNoGoRequest, context: Context
     ) -> control_pb2.EvaluateGoNoGoResponse:
-        # The go/no-go gate is being built (issue 6).
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the go/no-go gate is not available yet")
-        raise AssertionError("unreachable")
+        gonogo = self._gonogo
+        if gonogo is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the go/no-go gate is not configured")
+            raise AssertionError("unreachable")  # pragma: no cover
+
+        async def run() -> control_pb2.EvaluateGoNoGoResponse:
+            return convert.gate_to_proto(await gonogo.evaluate(run_golden=request.run_golden))
+
+        return await self._call(context, run)
 
 
 def _identity(payload: bytes) -> bytes:
@@ -224,6 +309,12 @@ def add_to_server(servicer: ControlServicer, server: grpc.aio.Server) -> None:
             )
         elif not method.client_streaming and not method.server_streaming:
             handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                fn,
+                request_deserializer=request_cls.FromString,
+                response_serializer=response_cls.SerializeToString,
+            )
+        elif method.server_streaming:
+            handlers[method.name] = grpc.unary_stream_rpc_method_handler(
                 fn,
                 request_deserializer=request_cls.FromString,
                 response_serializer=response_cls.SerializeToString,

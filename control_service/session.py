@@ -19,6 +19,7 @@ from control_service import convert
 from control_service.errors import FieldViolation, InvalidChange
 from control_service.grpc_errors import to_status
 from control_service.hub import Hub, Session
+from control_service.shadow_store import ShadowStore
 from control_service.stats_windows import StatsWindows
 
 log = logging.getLogger(__name__)
@@ -27,9 +28,10 @@ SessionContext = grpc.aio.ServicerContext[control_pb2.RouterSessionRequest, byte
 
 
 class SessionHandler:
-    def __init__(self, hub: Hub, stats: StatsWindows) -> None:
+    def __init__(self, hub: Hub, stats: StatsWindows, shadow: ShadowStore | None = None) -> None:
         self._hub = hub
         self._stats = stats
+        self._shadow = shadow
 
     async def handle(
         self,
@@ -97,6 +99,8 @@ class SessionHandler:
                         log.warning("router %s sent an unusable stats report: %s", router_id, exc)
                     else:
                         self._stats.add(report)
+                    if self._shadow is not None:  # comparisons stand apart from the histograms
+                        self._shadow.add(router_id, req.stats)
                 self._hub.seen(session)
         except asyncio.CancelledError:
             raise

@@ -4,7 +4,7 @@ file, and constructor arguments, in increasing precedence. Built in ``main`` and
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import AliasChoices, Field, field_validator, model_validator
@@ -74,6 +74,52 @@ class ControlSettings(BaseSettings):
     # Stats windows (for the rollback rules).
     stats_retention_s: float = Field(default=900.0, gt=0)
     stats_slot_s: float = Field(default=5.0, gt=0)
+    # Shadow comparisons (GetShadowReport): kept this long, at most this many pairs.
+    shadow_retention_s: float = Field(default=900.0, gt=0)
+    shadow_max_pairs: int = Field(default=10_000, ge=1)
+
+    # Automatic rollback (the thresholds are flags: flags.rollback). The control loop evaluates
+    # the rules this often, and probes the engines' health at the same pace.
+    rollback_enabled: bool = True
+    evaluation_interval_s: float = Field(default=1.0, gt=0)
+
+    # Go/no-go gate (seed 7.3). Golden queries: a YAML file (see control_service.rollback.golden)
+    # run through a router, pinned to vLLM, at this address.
+    golden_queries_file: Path | None = None
+    golden_router_address: str = ""
+    golden_timeout_s: float = Field(default=60.0, gt=0)
+    golden_concurrency: int = Field(default=4, ge=1, le=64)
+    # Latency and shadow error rate are read over this window (at most stats_retention_s).
+    gonogo_window_s: float = Field(default=900.0, gt=0)
+    gonogo_min_requests: int = Field(default=50, ge=1)
+    gonogo_latency_go_ms: float = Field(default=5000.0, gt=0)
+    gonogo_latency_no_go_ms: float = Field(default=10000.0, gt=0)
+    gonogo_shadow_error_go: float = Field(default=0.01, ge=0, le=1)
+    gonogo_shadow_error_no_go: float = Field(default=0.05, ge=0, le=1)
+    # "VRAM usage stable over 24 hours": the observation the VRAM criterion asks for.
+    gonogo_vram_window_s: float = Field(default=86400.0, gt=0)
+
+    # GPU telemetry and VRAM-aware model selection (docs/gpu.md). gpu_backend: "nvml" reads the
+    # GPUs through nvidia-ml-py, "fake" is a demo TITAN RTX (for the simulators), "off" reports
+    # telemetry as switched off.
+    gpu_backend: Literal["nvml", "fake", "off"] = "nvml"
+    gpu_poll_interval_s: float = Field(default=2.0, gt=0)
+    # After "no GPU" or a lost GPU, NVML is initialised again at most this often.
+    gpu_retry_interval_s: float = Field(default=30.0, ge=0)
+    # Recent readings kept per device (1800 x 2 s = one hour).
+    gpu_history_size: int = Field(default=1800, ge=2)
+    # Kept free when selecting or checking a model: KV cache, CUDA context, other processes.
+    gpu_headroom_gb: float = Field(default=1.5, ge=0)
+    # OOM heuristic: free memory at or below this is "full"; a compute process vanishing at or
+    # above this share of memory in use is a crash.
+    gpu_oom_free_epsilon_mb: float = Field(default=256.0, ge=0)
+    gpu_oom_near_full_ratio: float = Field(default=0.95, gt=0, le=1)
+    # VRAM stability (go/no-go, seed 7.3 "stable over 24 hours"): window and thresholds.
+    gpu_stability_window_s: float = Field(default=86_400.0, gt=0)
+    gpu_stability_max_drift_gb: float = Field(default=1.0, ge=0)
+    gpu_stability_max_slope_gb_per_h: float = Field(default=0.25, ge=0)
+    gpu_stability_min_coverage: float = Field(default=0.9, ge=0, le=1)
+    gpu_stability_min_samples: int = Field(default=10, ge=2)
 
     @classmethod
     def settings_customise_sources(
@@ -106,6 +152,12 @@ class ControlSettings(BaseSettings):
             raise ValueError("split_steps must be strictly increasing, each in [1, 99]")
         if self.stats_slot_s > self.stats_retention_s:
             raise ValueError("stats_slot_s must not exceed stats_retention_s")
+        if self.gonogo_window_s > self.stats_retention_s:
+            raise ValueError("gonogo_window_s must not exceed stats_retention_s")
+        if self.gonogo_latency_go_ms > self.gonogo_latency_no_go_ms:
+            raise ValueError("gonogo_latency_go_ms must not exceed gonogo_latency_no_go_ms")
+        if self.gonogo_shadow_error_go > self.gonogo_shadow_error_no_go:
+            raise ValueError("gonogo_shadow_error_go must not exceed gonogo_shadow_error_no_go")
         return self
 
     @property

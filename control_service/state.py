@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 
+from control_service.model_sizes import default_vram_bytes
 from router_service.catalog import DEFAULT_ENGINE_NAMES, DEFAULT_FALLBACKS, DEFAULT_TASK_MODELS
 from router_service.values import PROVIDERS, ProviderName, TaskName
 
@@ -29,6 +30,9 @@ COMPONENT_TASKS: dict[str, TaskName] = {
     "embedding_provider": "embedding",
 }
 SEED_SPLIT_STEPS: tuple[int, ...] = (10, 30, 70)
+# The automatic rollback rules, by the names ``RollbackThresholds.dry_run_rules`` uses.
+RollbackRule = Literal["error_rate", "latency_p95", "consecutive_timeouts", "health"]
+ROLLBACK_RULES: tuple[RollbackRule, ...] = get_args(RollbackRule)
 
 
 class Phase(enum.IntEnum):
@@ -48,7 +52,8 @@ class RolloutStatus(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class RollbackThresholds:
-    """Seed 6.4: error rate > 5 % over 5 min, p95 > 5 s, 3+ consecutive timeouts."""
+    """Seed 6.4: error rate > 5 % over 5 min, p95 > 5 s, 3+ consecutive timeouts, vLLM health
+    check failing; the other knobs follow control-plane.md 3.5."""
 
     error_rate: float = 0.05
     latency_p95_ms: int = 5000
@@ -56,6 +61,20 @@ class RollbackThresholds:
     window_seconds: int = 300
     # "No data means hold": a window with fewer requests is never judged (control-plane.md 3.4).
     min_requests: int = 50
+    # No second automatic rollback within this long of the last one.
+    cooldown_seconds: int = 300
+    # GitLab #249131's default: after this many automatic rollbacks only an operator acts.
+    max_automatic_rollbacks: int = 3
+    # A single router can fail over locally; a fleet rollback needs this many to agree (3.5).
+    timeout_routers_required: int = 2
+    # k8s-probe style hysteresis of the control service's own vLLM/Ollama probes ("fail 3,
+    # succeed 2").
+    health_failure_threshold: int = 3
+    health_success_threshold: int = 2
+    # Rules that are evaluated and recorded ("would roll back") but never act (Argo dryRun).
+    dry_run_rules: tuple[RollbackRule, ...] = ()
+    # Embed has no first token: its p95 is judged on the whole call.
+    embed_latency_p95_ms: int = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +105,9 @@ class ModelEntry:
     vllm_name: str = ""
     fallbacks: tuple[str, ...] = ()
     embedding: bool = False
+    # GPU memory the model needs on each engine, weights only (0: unknown); see model_sizes.
+    ollama_vram_bytes: int = 0
+    vllm_vram_bytes: int = 0
 
     def engine_name(self, provider: ProviderName) -> str:
         return self.ollama_name if provider == "ollama" else self.vllm_name
@@ -121,6 +143,10 @@ class Migration:
     status_reason: str = ""
     aborted_phase: Phase | None = None
     aborted_weight_percent: int = 0
+    # Automatic rollbacks so far (for the cap) and when the last one happened (for the
+    # cooldown); carried through every verb, never reset by one (see control_service.rollback).
+    automatic_rollbacks: int = 0
+    last_rollback_at: float | None = None
 
     @property
     def vllm_traffic_percent(self) -> float:
@@ -176,6 +202,8 @@ def default_catalog() -> Catalog:
             vllm_name=names.get("vllm", ""),
             fallbacks=tuple(DEFAULT_FALLBACKS.get(name, ())),
             embedding=name in embedding_models,
+            ollama_vram_bytes=default_vram_bytes(name, "ollama"),
+            vllm_vram_bytes=default_vram_bytes(name, "vllm"),
         )
         for name, names in DEFAULT_ENGINE_NAMES.items()
     )
@@ -208,6 +236,13 @@ def to_dict(state: DesiredState) -> dict[str, Any]:
                 "consecutive_timeouts": f.rollback.consecutive_timeouts,
                 "window_seconds": f.rollback.window_seconds,
                 "min_requests": f.rollback.min_requests,
+                "cooldown_seconds": f.rollback.cooldown_seconds,
+                "max_automatic_rollbacks": f.rollback.max_automatic_rollbacks,
+                "timeout_routers_required": f.rollback.timeout_routers_required,
+                "health_failure_threshold": f.rollback.health_failure_threshold,
+                "health_success_threshold": f.rollback.health_success_threshold,
+                "dry_run_rules": list(f.rollback.dry_run_rules),
+                "embed_latency_p95_ms": f.rollback.embed_latency_p95_ms,
             },
         },
         "migration": {
@@ -218,6 +253,8 @@ def to_dict(state: DesiredState) -> dict[str, Any]:
             "status_reason": m.status_reason,
             "aborted_phase": m.aborted_phase.name if m.aborted_phase else None,
             "aborted_weight_percent": m.aborted_weight_percent,
+            "automatic_rollbacks": m.automatic_rollbacks,
+            "last_rollback_at": m.last_rollback_at,
         },
         "catalog": {
             "models": [
@@ -227,6 +264,8 @@ def to_dict(state: DesiredState) -> dict[str, Any]:
                     "vllm_name": e.vllm_name,
                     "fallbacks": list(e.fallbacks),
                     "embedding": e.embedding,
+                    "ollama_vram_bytes": e.ollama_vram_bytes,
+                    "vllm_vram_bytes": e.vllm_vram_bytes,
                 }
                 for e in state.catalog.models
             ],
@@ -247,6 +286,12 @@ def _component(value: Any) -> ComponentProvider:
     raise ValueError(f"unknown component provider {value!r}")
 
 
+def _rule(value: Any) -> RollbackRule:
+    if value in ROLLBACK_RULES:
+        return value  # type: ignore[no-any-return]
+    raise ValueError(f"unknown rollback rule {value!r}")
+
+
 def _task(value: Any) -> TaskName:
     if value in TASKS:
         return value  # type: ignore[no-any-return]
@@ -254,9 +299,12 @@ def _task(value: Any) -> TaskName:
 
 
 def from_dict(data: Mapping[str, Any]) -> DesiredState:
-    """Inverse of :func:`to_dict`; raises ``ValueError``/``KeyError`` on a malformed document."""
+    """Inverse of :func:`to_dict`; raises ``ValueError``/``KeyError`` on a malformed document.
+    Keys added after the first release (the rollback knobs and counters) take their defaults
+    when absent, so snapshots stored by an older build still load."""
     f, m, c = data["flags"], data["migration"], data["catalog"]
     r = f["rollback"]
+    rd = RollbackThresholds()
     flags = Flags(
         primary_provider=_provider(f["primary_provider"]),
         fallback_provider=_provider(f["fallback_provider"]),
@@ -273,6 +321,21 @@ def from_dict(data: Mapping[str, Any]) -> DesiredState:
             consecutive_timeouts=int(r["consecutive_timeouts"]),
             window_seconds=int(r["window_seconds"]),
             min_requests=int(r["min_requests"]),
+            cooldown_seconds=int(r.get("cooldown_seconds", rd.cooldown_seconds)),
+            max_automatic_rollbacks=int(
+                r.get("max_automatic_rollbacks", rd.max_automatic_rollbacks)
+            ),
+            timeout_routers_required=int(
+                r.get("timeout_routers_required", rd.timeout_routers_required)
+            ),
+            health_failure_threshold=int(
+                r.get("health_failure_threshold", rd.health_failure_threshold)
+            ),
+            health_success_threshold=int(
+                r.get("health_success_threshold", rd.health_success_threshold)
+            ),
+            dry_run_rules=tuple(_rule(x) for x in r.get("dry_run_rules", ())),
+            embed_latency_p95_ms=int(r.get("embed_latency_p95_ms", rd.embed_latency_p95_ms)),
         ),
     )
     migration = Migration(
@@ -283,6 +346,10 @@ def from_dict(data: Mapping[str, Any]) -> DesiredState:
         status_reason=str(m["status_reason"]),
         aborted_phase=Phase[m["aborted_phase"]] if m["aborted_phase"] else None,
         aborted_weight_percent=int(m["aborted_weight_percent"]),
+        automatic_rollbacks=int(m.get("automatic_rollbacks", 0)),
+        last_rollback_at=(
+            float(m["last_rollback_at"]) if m.get("last_rollback_at") is not None else None
+        ),
     )
     catalog = Catalog(
         models=tuple(
@@ -292,6 +359,13 @@ def from_dict(data: Mapping[str, Any]) -> DesiredState:
                 vllm_name=str(e["vllm_name"]),
                 fallbacks=tuple(str(x) for x in e["fallbacks"]),
                 embedding=bool(e["embedding"]),
+                # Absent in snapshots stored before sizes existed: the seed's default size.
+                ollama_vram_bytes=int(
+                    e.get("ollama_vram_bytes", default_vram_bytes(str(e["name"]), "ollama"))
+                ),
+                vllm_vram_bytes=int(
+                    e.get("vllm_vram_bytes", default_vram_bytes(str(e["name"]), "vllm"))
+                ),
             )
             for e in c["models"]
         ),

@@ -4,8 +4,10 @@ Each report is filed in the time slot it *arrived* in (the control service's clo
 clock skew cannot move data between windows) and merged into that slot per
 (provider, task, shadow, config version). Merging adds counts and histogram buckets; percentiles
 are computed from the merged histogram, never averaged (control-plane.md 3.5 item 2).
-``merged(since)`` adds up the slots from ``since`` on: the rollback rules of the next issue read
-windows from here. Window resolution is one slot (``slot_s``, default 5 s).
+``merged(since)`` adds up the slots from ``since`` on: the rollback rules
+(``control_service.rollback``) read windows from here. Window resolution is one slot (``slot_s``,
+default 5 s). ``consecutive_timeouts`` keeps each router's latest count per provider, which is
+what the consecutive-timeouts rule judges.
 
 Plain Python: ``convert`` turns the proto ``StatsReport`` into :class:`Report`.
 """
@@ -197,6 +199,10 @@ class StatsWindows:
         self.slot_s = slot_s
         self._clock = clock
         self._slots: OrderedDict[int, dict[_Key, Aggregate]] = OrderedDict()
+        # (router, provider) -> (arrival, config version, consecutive timeouts) of the router's
+        # latest answered-request report naming the provider. The counter is per router and
+        # provider, not per task, so merging it per (provider, task) would keep stale values.
+        self._latest_timeouts: dict[tuple[str, ProviderName], tuple[float, int, int]] = {}
         self.reports_received = 0
 
     def add(self, report: Report) -> None:
@@ -208,6 +214,16 @@ class StatsWindows:
             if agg is None:
                 agg = slot[key] = Aggregate()
             agg.add_entry(report.router_id, report.config_version, e)
+        latest: dict[ProviderName, int] = {}
+        for e in report.entries:
+            if not e.shadow:
+                latest[e.provider] = max(latest.get(e.provider, 0), e.consecutive_timeouts)
+        for provider, count in latest.items():
+            self._latest_timeouts[(report.router_id, provider)] = (
+                now,
+                report.config_version,
+                count,
+            )
         self.reports_received += 1
         self._prune(now)
 
@@ -218,6 +234,9 @@ class StatsWindows:
             if first >= oldest:
                 break
             del self._slots[first]
+        horizon = now - self.retention_s
+        for key in [k for k, (at, _, _) in self._latest_timeouts.items() if at < horizon]:
+            del self._latest_timeouts[key]
 
     def merged(
         self,
@@ -250,6 +269,18 @@ class StatsWindows:
         return self.merged(
             self._clock() - seconds, min_config_version=min_config_version, shadow=shadow
         )
+
+    def consecutive_timeouts(
+        self, provider: ProviderName, since: float, *, min_config_version: int = 0
+    ) -> dict[str, int]:
+        """Per router: the consecutive-timeout count of its latest answered-request report for
+        ``provider`` that arrived at or after ``since`` under config version >=
+        ``min_config_version`` (routers without one are absent)."""
+        return {
+            router: count
+            for (router, p), (at, version, count) in self._latest_timeouts.items()
+            if p == provider and at >= since and version >= min_config_version
+        }
 
     @staticmethod
     def total(aggs: Iterable[Aggregate]) -> Aggregate:

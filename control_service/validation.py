@@ -15,6 +15,7 @@ import math
 from control_service.errors import FieldViolation, InvalidChange
 from control_service.state import (
     COMPONENT_TASKS,
+    ROLLBACK_RULES,
     TASKS,
     Catalog,
     DesiredState,
@@ -29,6 +30,11 @@ LATENCY_P95_MS = (1, 600_000)
 CONSECUTIVE_TIMEOUTS = (1, 1_000)
 WINDOW_SECONDS = (10, 86_400)
 MIN_REQUESTS = (1, 1_000_000)
+COOLDOWN_SECONDS = (0, 7 * 86_400)
+# 0: automation only records what it would do (every wanted rollback hits the cap).
+MAX_AUTOMATIC_ROLLBACKS = (0, 1_000)
+TIMEOUT_ROUTERS_REQUIRED = (1, 1_000)
+HEALTH_THRESHOLD = (1, 100)
 
 
 def _in_range(out: list[FieldViolation], path: str, value: float, lo: float, hi: float) -> None:
@@ -73,6 +79,42 @@ def validate_flags(flags: Flags, catalog: Catalog) -> list[FieldViolation]:
     )
     _in_range(out, "flags.rollback.window_seconds", r.window_seconds, *WINDOW_SECONDS)
     _in_range(out, "flags.rollback.min_requests", r.min_requests, *MIN_REQUESTS)
+    _in_range(out, "flags.rollback.cooldown_seconds", r.cooldown_seconds, *COOLDOWN_SECONDS)
+    _in_range(
+        out,
+        "flags.rollback.max_automatic_rollbacks",
+        r.max_automatic_rollbacks,
+        *MAX_AUTOMATIC_ROLLBACKS,
+    )
+    _in_range(
+        out,
+        "flags.rollback.timeout_routers_required",
+        r.timeout_routers_required,
+        *TIMEOUT_ROUTERS_REQUIRED,
+    )
+    _in_range(
+        out,
+        "flags.rollback.health_failure_threshold",
+        r.health_failure_threshold,
+        *HEALTH_THRESHOLD,
+    )
+    _in_range(
+        out,
+        "flags.rollback.health_success_threshold",
+        r.health_success_threshold,
+        *HEALTH_THRESHOLD,
+    )
+    _in_range(out, "flags.rollback.embed_latency_p95_ms", r.embed_latency_p95_ms, *LATENCY_P95_MS)
+    for i, rule in enumerate(r.dry_run_rules):
+        if rule not in ROLLBACK_RULES:
+            out.append(
+                FieldViolation(
+                    f"flags.rollback.dry_run_rules[{i}]",
+                    f"unknown rule {rule!r} (known: {', '.join(ROLLBACK_RULES)})",
+                )
+            )
+        elif rule in r.dry_run_rules[:i]:
+            out.append(FieldViolation(f"flags.rollback.dry_run_rules[{i}]", f"duplicate {rule!r}"))
     # A component pinned to one engine needs that engine to serve the task's model.
     for flag, task in COMPONENT_TASKS.items():
         pinned = getattr(flags, flag)
@@ -115,6 +157,8 @@ def validate_migration(m: Migration) -> list[FieldViolation]:
         out.append(FieldViolation("migration.aborted_phase", "set only while aborted"))
     if aborted and m.phase is not Phase.FACADE:
         out.append(FieldViolation("migration.phase", "must be PHASE_FACADE while aborted"))
+    if m.automatic_rollbacks < 0:
+        out.append(FieldViolation("migration.automatic_rollbacks", "must not be negative"))
     return out
 
 
@@ -160,6 +204,9 @@ def validate_catalog(catalog: Catalog) -> list[FieldViolation]:
         seen.add(e.name)
         if not e.ollama_name and not e.vllm_name:
             out.append(FieldViolation(path, "served by no engine: set ollama_name or vllm_name"))
+        for size_field in ("ollama_vram_bytes", "vllm_vram_bytes"):
+            if getattr(e, size_field) < 0:
+                out.append(FieldViolation(f"{path}.{size_field}", "must not be negative"))
         for j, fb in enumerate(e.fallbacks):
             target = catalog.model(fb)
             if target is None:

@@ -37,6 +37,7 @@ from router_service.request_stats import RequestStatsRecorder
 from router_service.retry import RetryPolicy
 from router_service.servicer import RouterServicer
 from router_service.settings import RouterSettings
+from router_service.shadow import MirrorOptions, ShadowMirror
 from router_service.stats import RouterStats
 from router_service.status import StatusView
 from router_service.values import ProviderName
@@ -85,12 +86,15 @@ class RouterApp:
     subscriber: ConfigSubscriber | None = None
     control_channel: grpc.aio.Channel | None = None
     engines: EngineHealth | None = None
+    shadow: ShadowMirror | None = None
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, let in-flight streams finish within ``grace`` seconds, close pools."""
         await self.health.enter_graceful_shutdown()
         if self.engines is not None:
             await self.engines.stop()
+        if self.shadow is not None:
+            await self.shadow.stop()  # shadows never hold up a shutdown
         if self.subscriber is not None:
             await self.subscriber.stop()
         if self.control_channel is not None:
@@ -138,8 +142,31 @@ async def start_router(
         ),
     )
     holder = ConfigHolder(initial_config(settings))
-    recorder = RequestStatsRecorder()
-    servicer = RouterServicer(settings, dispatcher, holder, recorder)
+    recorder = RequestStatsRecorder(max_shadow_pairs=settings.shadow_report_max_pairs)
+    # The shadow's own dispatcher: one attempt (no retry), its own engine stats and breakers, so
+    # a failing shadow engine never shows in, or trips anything of, the primary's path.
+    shadow = ShadowMirror(
+        Dispatcher(
+            providers,
+            RetryPolicy(1, 0.0, 0.0),
+            RouterStats(),
+            breakers=Breakers(
+                BreakerPolicy(
+                    settings.breaker_failure_threshold,
+                    settings.breaker_open_s,
+                    settings.breaker_half_open_probes,
+                )
+            ),
+        ),
+        recorder,
+        MirrorOptions(
+            max_concurrency=settings.shadow_max_concurrency,
+            queue_size=settings.shadow_queue_size,
+            timeout_s=settings.shadow_timeout_s,
+            capture_max_chars=settings.shadow_capture_max_chars,
+        ),
+    )
+    servicer = RouterServicer(settings, dispatcher, holder, recorder, shadow=shadow)
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -165,6 +192,7 @@ async def start_router(
     app = RouterApp(
         settings, server, port, health_servicer, providers, servicer, holder, recorder, stats
     )
+    app.shadow = shadow
     if settings.control_address:
         app.control_channel = grpc.aio.insecure_channel(
             settings.control_address, options=SESSION_CHANNEL_OPTIONS

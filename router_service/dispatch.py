@@ -36,6 +36,9 @@ class Started:
     engine_model: str
     fallback: bool
     attempt: int
+    # Engines this request gave up on before this one answered, with their last error: the
+    # control service must see them fail even though the fallback saved the request.
+    failed_over: tuple[tuple[ProviderName, ErrorKind], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,7 @@ class Dispatcher:
         ``prompt_prefixes`` maps a logical model to the system prefix its policy adds."""
         last: RouterError | None = None
         down: set[ProviderName] = set()
+        failed_over: list[tuple[ProviderName, ErrorKind]] = []
         try:
             async with asyncio.timeout_at(deadline):
                 for cand in candidates:
@@ -122,6 +126,7 @@ class Dispatcher:
                                         cand.engine_model,
                                         cand.fallback,
                                         attempt,
+                                        tuple(failed_over),
                                     )
                                 if chunk.text:
                                     yield Text(chunk.text, chunk.tokens)
@@ -158,6 +163,7 @@ class Dispatcher:
                         continue
                     if last.engine_down or last.retryable:
                         down.add(cand.provider)
+                        failed_over.append((cand.provider, last.kind))
                         continue
                     raise last
         except TimeoutError as exc:

@@ -1,12 +1,18 @@
-"""Per-(provider, task) request outcomes, drained into reports for the control service.
+"""Per-(provider, task) request outcomes and shadow comparisons, drained into reports for the
+control service.
 
 Histograms use fixed buckets so the control service can merge them across routers by adding
 counts (a fleet p95 from merged buckets, never an average of per-router p95s).
+
+Shadow comparisons are bounded per report: at most ``max_shadow_pairs`` compared pairs and as many
+dropped-mirror entries are kept per interval, chosen by reservoir sampling (so the kept ones are
+a uniform sample of the interval, not its first seconds); the rest are only counted.
 """
 
 from __future__ import annotations
 
 import bisect
+import random
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -46,12 +52,77 @@ class Aggregate:
 Key = tuple[ProviderName, TaskName, bool]  # (provider, task, shadow)
 
 
+@dataclass(frozen=True, slots=True)
+class ShadowRecord:
+    """One primary answer compared with its shadow (or, with ``dropped``, a mirror not sent
+    because the shadow queue was full). Texts are empty unless content capture is on."""
+
+    request_id: str
+    task: TaskName
+    model: str
+    primary_provider: ProviderName
+    shadow_provider: ProviderName
+    primary_ok: bool = False
+    shadow_ok: bool = False
+    shadow_error: ErrorKind | None = None
+    primary_ttft_ms: float = 0.0
+    shadow_ttft_ms: float = 0.0
+    primary_tokens_per_second: float = 0.0
+    shadow_tokens_per_second: float = 0.0
+    length_ratio: float = 0.0
+    text_similarity: float = 0.0
+    embedding_cosine: float | None = None
+    prompt: str = ""
+    primary_text: str = ""
+    shadow_text: str = ""
+    dropped: bool = False
+
+
+class _Reservoir:
+    """A uniform sample of at most ``size`` items of a stream (Vitter's algorithm R)."""
+
+    def __init__(self, size: int, rng: random.Random) -> None:
+        self.size = size
+        self.items: list[ShadowRecord] = []
+        self.seen = 0
+        self._rng = rng
+
+    def add(self, item: ShadowRecord) -> None:
+        self.seen += 1
+        if len(self.items) < self.size:
+            self.items.append(item)
+            return
+        j = self._rng.randrange(self.seen)
+        if j < self.size:
+            self.items[j] = item
+
+
+@dataclass
+class Drained:
+    """What one drain hands to the report: request aggregates and the interval's shadow data."""
+
+    aggregates: dict[Key, Aggregate] = field(default_factory=dict)
+    # Compared pairs and dropped-mirror entries kept for the report (bounded, see above).
+    shadow_comparisons: list[ShadowRecord] = field(default_factory=list)
+    # Exact number of mirrors dropped in the interval (entries above may be a sample of them).
+    shadow_dropped: int = 0
+    # Compared pairs beyond the per-report bound (counted, not sent).
+    shadow_omitted: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.aggregates or self.shadow_comparisons or self.shadow_dropped)
+
+
 class RequestStatsRecorder:
     """Accumulates outcomes between two drains. Single-threaded (the event loop's)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_shadow_pairs: int = 500, rng: random.Random | None = None) -> None:
         self._current: dict[Key, Aggregate] = {}
         self._consecutive_timeouts: Counter[ProviderName] = Counter()
+        self._max_pairs = max_shadow_pairs
+        self._rng = rng or random.Random()
+        self._pairs = _Reservoir(max_shadow_pairs, self._rng)
+        self._dropped = _Reservoir(max_shadow_pairs, self._rng)
 
     def record(
         self,
@@ -87,7 +158,20 @@ class RequestStatsRecorder:
     def consecutive_timeouts(self, provider: ProviderName) -> int:
         return self._consecutive_timeouts[provider]
 
-    def drain(self) -> dict[Key, Aggregate]:
+    def record_shadow(self, record: ShadowRecord) -> None:
+        """A compared pair, or (``record.dropped``) a mirror the full shadow queue refused."""
+        (self._dropped if record.dropped else self._pairs).add(record)
+
+    def drain(self) -> Drained:
         """The outcomes since the last drain; the recorder starts empty again."""
-        out, self._current = self._current, {}
+        pairs, dropped = self._pairs, self._dropped
+        out = Drained(
+            aggregates=self._current,
+            shadow_comparisons=[*pairs.items, *dropped.items],
+            shadow_dropped=dropped.seen,
+            shadow_omitted=pairs.seen - len(pairs.items),
+        )
+        self._current = {}
+        self._pairs = _Reservoir(self._max_pairs, self._rng)
+        self._dropped = _Reservoir(self._max_pairs, self._rng)
         return out

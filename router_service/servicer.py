@@ -25,6 +25,7 @@ from router_service.requests import (
     resolve_request_id,
 )
 from router_service.settings import RouterSettings
+from router_service.shadow import ShadowMirror, ShadowTicket
 from router_service.values import ProviderName, TaskName
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,10 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         config: ConfigHolder,
         recorder: RequestStatsRecorder,
         status: Callable[[], router_pb2.GetStatusResponse] | None = None,
+        shadow: ShadowMirror | None = None,
     ) -> None:
         self._settings = settings
+        self._shadow = shadow
         self._dispatcher = dispatcher
         self._config = config
         self._recorder = recorder
@@ -99,9 +102,11 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         failure: RouterError | None = None
         admitted = False
         answered_by: ProviderName | None = None
+        failed_over: tuple[tuple[ProviderName, ErrorKind], ...] = ()
         task: TaskName | None = None
         ttft: float | None = None
         end: router_pb2.GenerateEnd | None = None
+        ticket: ShadowTicket | None = None
         try:
             inp = generate_input(request, rid, self._limits)
             task = inp.task
@@ -111,6 +116,8 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             if not admitted:
                 raise _overloaded(rid)
             tokens = 0
+            if self._shadow is not None:  # decides now; the shadow runs off this path
+                ticket = self._shadow.begin(cfg, inp, candidates)
             # aclosing: a cancelled call must close the engine stream now, not when the
             # suspended generator is garbage-collected.
             events = self._dispatcher.generate(
@@ -122,9 +129,14 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                         if ttft is None:
                             ttft = time.perf_counter() - t0
                         tokens += ev.tokens
+                        if ticket is not None:  # text is kept for sampled requests only
+                            ticket.parts.append(ev.text)
                         yield router_pb2.GenerateResponse(delta=router_pb2.TextDelta(text=ev.text))
+                        if ticket is not None and not ticket.started:
+                            ticket.start()  # the shadow starts once our first delta is out
                     elif isinstance(ev, Started):
                         answered_by = ev.provider
+                        failed_over = ev.failed_over
                         yield router_pb2.GenerateResponse(
                             start=router_pb2.GenerateStart(
                                 request_id=rid,
@@ -148,6 +160,19 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             if admitted:
                 self.admission.leave()
             self._record(task, answered_by, failure, t0, ttft, end)
+            if task is not None:
+                for engine, kind in failed_over:  # failed, saved by the fallback
+                    self._recorder.record(
+                        engine, task, kind, None, (time.perf_counter() - t0) * 1000
+                    )
+            if ticket is not None:  # hands over and returns; the comparison runs later
+                ticket.finish(
+                    answered_by=answered_by,
+                    ok=end is not None,
+                    failed=failure is not None,
+                    ttft_s=ttft,
+                    tokens_per_second=end.timings.tokens_per_second if end else 0.0,
+                )
         failure.request_id = failure.request_id or rid
         await context.abort_with_status(to_status(failure))
 

@@ -110,6 +110,17 @@ class RouterSettings(BaseSettings):
     breaker_open_s: float = Field(default=10.0, gt=0)
     breaker_half_open_probes: int = Field(default=1, ge=1)
 
+    # Shadow mirroring (SHADOW phase, or SPLIT with shadow_during_split): its own bounds, off
+    # the request path. Beyond concurrency + queue a mirror is dropped and counted.
+    shadow_max_concurrency: int = Field(default=8, ge=1)
+    shadow_queue_size: int = Field(default=64, ge=0)
+    # Each shadow's own deadline, from its start; one attempt, no retry, no fallback.
+    shadow_timeout_s: float = Field(default=60.0, gt=0)
+    # Compared pairs (and as many dropped-mirror entries) per stats report; the rest are counted.
+    shadow_report_max_pairs: int = Field(default=500, ge=0)
+    # Captured texts (flags.shadow_capture_content) are cut to this many characters each.
+    shadow_capture_max_chars: int = Field(default=2000, ge=0)
+
     # Input limits.
     max_prompt_chars: int = Field(default=200_000, ge=1)
     max_embed_inputs: int = Field(default=256, ge=1)

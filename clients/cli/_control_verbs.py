@@ -33,11 +33,17 @@ def register(subparsers: Subparsers) -> None:
         "promote",
         help="move the migration one step forward",
         description="FACADE -> SHADOW -> SPLIT (each split step, seed 10, 30, 70) -> PRIMARY. "
-        "Refused while paused or aborted.",
+        "Refused while paused or aborted. The step into PRIMARY is refused (exit 3) unless the "
+        "go/no-go gate says GO (llmctl gonogo), or --force is given with a --reason.",
         mutating=True,
     )
     p.add_argument("--full", action="store_true", help="go straight to PHASE_PRIMARY")
-    _verb(p, "promote", lambda c, a: c.promote(full=a.full, **change_kwargs(a)))
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="promote into PRIMARY although the go/no-go gate is not GO (needs --reason; audited)",
+    )
+    _verb(p, "promote", lambda c, a: c.promote(full=a.full, force=a.force, **change_kwargs(a)))
 
     p = add_parser(
         subparsers,

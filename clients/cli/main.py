@@ -19,6 +19,9 @@ from clients.cli import (
     _control_verbs,
     _embed,
     _generate,
+    _gonogo,
+    _gpu,
+    _shadow,
 )
 from clients.cli._common import Handler
 from clients.cli._errors import EXIT_INTERRUPTED, describe, exit_status
@@ -30,6 +33,9 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     _control_state,
     _control_verbs,
     _control_flags,
+    _gonogo,
+    _gpu,
+    _shadow,
 )
 """Modules whose ``register(subparsers)`` adds a subcommand, in help order."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -10,7 +10,7 @@ import grpc
 import grpc.aio
 from google.protobuf import field_mask_pb2
 
-from clients.gen.llmgateway.v1 import control_pb2, control_pb2_grpc
+from clients.gen.llmgateway.v1 import common_pb2, control_pb2, control_pb2_grpc
 from clients.llm._channel import ChannelOption, channel_options
 from clients.llm._convert import new_request_id
 from clients.llm._errors import map_rpc_error
@@ -139,19 +139,44 @@ class ControlClient:
         """The aggregate health of the store, the routers and the engines (``GetHealth``)."""
         return await self._unary(self._stub.GetHealth, control_pb2.GetHealthRequest(), options)
 
+    async def get_shadow_report(
+        self,
+        *,
+        window_seconds: int = 0,
+        worst: int = 0,
+        options: CallOptions | None = None,
+    ) -> control_pb2.GetShadowReportResponse:
+        """Shadow comparisons per task and model, the worst pairs and the shadow error rate
+        (``GetShadowReport``; window 0: everything retained, worst 0: the default of 10)."""
+        request = control_pb2.GetShadowReportRequest(window_seconds=window_seconds, worst=worst)
+        return await self._unary(self._stub.GetShadowReport, request, options)
+
+    async def evaluate_go_no_go(
+        self, *, run_golden: bool = False, options: CallOptions | None = None
+    ) -> control_pb2.EvaluateGoNoGoResponse:
+        """The go/no-go gate for promotion to PHASE_PRIMARY, criterion by criterion
+        (``EvaluateGoNoGo``); ``run_golden`` runs the golden queries first (slow: give the call
+        a longer timeout)."""
+        request = control_pb2.EvaluateGoNoGoRequest(run_golden=run_golden)
+        return await self._unary(self._stub.EvaluateGoNoGo, request, options)
+
     # --- operator verbs -----------------------------------------------------------------------
 
     async def promote(
         self,
         *,
         full: bool = False,
+        force: bool = False,
         actor: str = "",
         reason: str = "",
         expected_version: int = 0,
         options: CallOptions | None = None,
     ) -> control_pb2.ConfigSnapshot:
-        """One step forward, or straight to PHASE_PRIMARY with ``full`` (``Promote``)."""
-        request = control_pb2.PromoteRequest(meta=_meta(actor, reason, expected_version), full=full)
+        """One step forward, or straight to PHASE_PRIMARY with ``full`` (``Promote``). The step
+        into PRIMARY needs the go/no-go gate to say GO, or ``force`` with a ``reason``."""
+        request = control_pb2.PromoteRequest(
+            meta=_meta(actor, reason, expected_version), full=full, force=force
+        )
         return (await self._unary(self._stub.Promote, request, options)).snapshot
 
     async def set_weight(
@@ -250,6 +275,70 @@ class ControlClient:
             update_mask=field_mask_pb2.FieldMask(paths=list(paths)),
         )
         return (await self._unary(self._stub.UpdateFlags, request, options)).snapshot
+
+    # --- GPU telemetry and model selection ----------------------------------------------------
+
+    async def get_gpu_status(self, *, options: CallOptions | None = None) -> control_pb2.GpuStatus:
+        """The latest GPU telemetry sample, or why there is none (``GetGpuStatus``)."""
+        request = control_pb2.GetGpuStatusRequest()
+        return (await self._unary(self._stub.GetGpuStatus, request, options)).status
+
+    async def watch_gpu_status(
+        self, *, options: CallOptions | None = None
+    ) -> AsyncIterator[control_pb2.GpuStatus]:
+        """The latest sample, then one per poll, until the caller stops iterating
+        (``WatchGpuStatus``). No deadline unless ``options.timeout`` sets one."""
+        resolved = self._defaults.resolve(options, new_request_id())
+        timeout = options.timeout if options is not None else None
+        call = self._stub.WatchGpuStatus(
+            control_pb2.WatchGpuStatusRequest(),
+            timeout=timeout,
+            metadata=resolved.metadata,
+            wait_for_ready=resolved.wait_for_ready,
+        )
+        try:
+            async for response in call:
+                yield response.status
+        except grpc.aio.AioRpcError as exc:
+            raise map_rpc_error(exc) from exc
+        finally:
+            call.cancel()
+
+    async def select_model(
+        self,
+        task: common_pb2.Task.ValueType,
+        *,
+        budget_bytes: int | None = None,
+        provider: common_pb2.Provider.ValueType = common_pb2.PROVIDER_UNSPECIFIED,
+        whole_catalog: bool = False,
+        options: CallOptions | None = None,
+    ) -> control_pb2.SelectModelResponse:
+        """The largest candidate model of ``task`` that fits ``budget_bytes`` and the GPU's free
+        memory less headroom (``SelectModel``); FAILED_PRECONDITION without either."""
+        request = control_pb2.SelectModelRequest(
+            task=task, provider=provider, whole_catalog=whole_catalog
+        )
+        if budget_bytes is not None:
+            request.budget_bytes = budget_bytes
+        return await self._unary(self._stub.SelectModel, request, options)
+
+    async def set_task_model(
+        self,
+        task: common_pb2.Task.ValueType,
+        model: str,
+        *,
+        force: bool = False,
+        actor: str = "",
+        reason: str = "",
+        expected_version: int = 0,
+        options: CallOptions | None = None,
+    ) -> control_pb2.ConfigSnapshot:
+        """Assigns ``model`` to ``task`` (``SetTaskModel``); a model that cannot fit on the GPU
+        fails with FAILED_PRECONDITION unless ``force`` (which needs a ``reason``)."""
+        request = control_pb2.SetTaskModelRequest(
+            meta=_meta(actor, reason, expected_version), task=task, model=model, force=force
+        )
+        return (await self._unary(self._stub.SetTaskModel, request, options)).snapshot
 
 
 def _meta(actor: str, reason: str, expected_version: int) -> control_pb2.ChangeMeta:

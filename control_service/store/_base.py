@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from control_service.state import AuditEvent, DesiredState, Snapshot
 
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """What a mutation produced: the new whole state and who did it, for the audit event."""
+    """What a mutation produced: the new whole state and who did it, for the audit event.
+    ``evidence`` (a decision's data, e.g. an automatic rollback's rule values) is stored in the
+    event's ``after_json`` under the key ``"evidence"``, next to the changed state."""
 
     state: DesiredState
     actor: str
     action: str
     reason: str
+    evidence: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """An audit event that changes no state (a dry-run verdict, an alert): it is filed under the
+    version current when it is written, after that version's own event."""
+
+    actor: str
+    action: str
+    reason: str
+    evidence: Mapping[str, Any]
 
 
 Mutation = Callable[[Snapshot], Change | None]
@@ -48,6 +62,16 @@ class StateStore(Protocol):
 
     async def events(self, before_version: int, limit: int) -> list[AuditEvent]:
         """Audit events newest first; ``before_version`` non-zero lists only older ones."""
+        ...
+
+    async def event_page(self, before_version: int, limit: int) -> tuple[list[AuditEvent], int]:
+        """One page of :meth:`events` that never splits a version's events (a version has its
+        change event plus any decisions filed under it), so it may hold a few more than
+        ``limit``; and the ``before_version`` of the next page (0: no more)."""
+        ...
+
+    async def record(self, decision: Decision) -> AuditEvent:
+        """Append a decision event under the current version (durable when it returns)."""
         ...
 
     async def ping(self) -> int:

@@ -12,23 +12,26 @@ loop free while a commit waits for its fsync.
 
 Schema: ``PRAGMA user_version`` is the schema version; :data:`MIGRATIONS` are applied in order on
 open, each in its own transaction. A file from a newer build is refused, never downgraded.
+Events are ordered by (version, seq): a change's event first, then any decisions (dry-run
+verdicts, alerts; :meth:`SqliteStore.record`) filed under the same version.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from control_service import state as st
 from control_service.errors import StoreError, VersionConflict
 from control_service.state import AuditEvent, DesiredState, Snapshot
-from control_service.store._base import Mutation
+from control_service.store._base import Decision, Mutation
 
 T = TypeVar("T")
 
@@ -50,9 +53,42 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             after_json TEXT NOT NULL
         )""",
     ),
+    # 2: decision events (dry-run verdicts, alerts) that change no state, so several events may
+    # share a version. The table gets its own key (seq, in write order); version stays, indexed,
+    # and still names the snapshot current when the event was written.
+    (
+        """CREATE TABLE events_v2 (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            version INTEGER NOT NULL REFERENCES snapshots(version),
+            time REAL NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            before_json TEXT NOT NULL,
+            after_json TEXT NOT NULL
+        )""",
+        """INSERT INTO events_v2 (version, time, actor, action, reason, before_json, after_json)
+            SELECT version, time, actor, action, reason, before_json, after_json
+            FROM events ORDER BY version""",
+        "DROP TABLE events",
+        "ALTER TABLE events_v2 RENAME TO events",
+        "CREATE INDEX events_by_version ON events (version, seq)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 BOOTSTRAP_ACTOR = "control-service"
+_EVENT_COLUMNS = "version, time, actor, action, reason, before_json, after_json"
+
+
+def _event(row: Sequence[Any]) -> AuditEvent:
+    return AuditEvent(int(row[0]), float(row[1]), row[2], row[3], row[4], row[5], row[6])
+
+
+def _with_evidence(after_json: str, evidence: Mapping[str, Any]) -> str:
+    """``after_json`` with the decision's evidence under ``"evidence"``."""
+    after = json.loads(after_json)
+    after["evidence"] = dict(evidence)
+    return json.dumps(after, sort_keys=True)
 
 
 class SqliteStore:
@@ -93,6 +129,12 @@ class SqliteStore:
 
     async def events(self, before_version: int, limit: int) -> list[AuditEvent]:
         return await self._run(self._events, before_version, limit)
+
+    async def event_page(self, before_version: int, limit: int) -> tuple[list[AuditEvent], int]:
+        return await self._run(self._event_page, before_version, limit)
+
+    async def record(self, decision: Decision) -> AuditEvent:
+        return await self._run(self._record, decision)
 
     async def ping(self) -> int:
         return await self._run(self._ping)
@@ -159,7 +201,8 @@ class SqliteStore:
                     (now, st.dumps(initial)),
                 )
                 db.execute(
-                    "INSERT INTO events VALUES (1, ?, ?, 'init', 'initial state', '{}', ?)",
+                    f"INSERT INTO events ({_EVENT_COLUMNS})"
+                    " VALUES (1, ?, ?, 'init', 'initial state', '{}', ?)",
                     (now, BOOTSTRAP_ACTOR, st.dumps(initial)),
                 )
             db.execute("COMMIT")
@@ -192,12 +235,14 @@ class SqliteStore:
                 return current, False
             new = Snapshot(current.version + 1, change.state, self._clock())
             before, after = st.changed_parts(current.state, change.state)
+            if change.evidence is not None:
+                after = _with_evidence(after, change.evidence)
             db.execute(
                 "INSERT INTO snapshots (version, created_at, state_json) VALUES (?, ?, ?)",
                 (new.version, new.created_at, st.dumps(new.state)),
             )
             db.execute(
-                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     new.version,
                     new.created_at,
@@ -217,11 +262,67 @@ class SqliteStore:
 
     def _events(self, before_version: int, limit: int) -> list[AuditEvent]:
         rows = self._db.execute(
-            "SELECT version, time, actor, action, reason, before_json, after_json FROM events"
-            " WHERE (? = 0 OR version < ?) ORDER BY version DESC LIMIT ?",
+            f"SELECT {_EVENT_COLUMNS} FROM events"
+            " WHERE (? = 0 OR version < ?) ORDER BY version DESC, seq DESC LIMIT ?",
             (before_version, before_version, limit),
         ).fetchall()
-        return [AuditEvent(int(r[0]), float(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in rows]
+        return [_event(r) for r in rows]
+
+    def _event_page(self, before_version: int, limit: int) -> tuple[list[AuditEvent], int]:
+        db = self._db
+        rows = db.execute(
+            f"SELECT seq, {_EVENT_COLUMNS} FROM events"
+            " WHERE (? = 0 OR version < ?) ORDER BY version DESC, seq DESC LIMIT ?",
+            (before_version, before_version, limit),
+        ).fetchall()
+        if len(rows) < limit or not rows:
+            return [_event(r[1:]) for r in rows], 0
+        # Finish the last version on the page, so the next page (older versions) misses none.
+        last_seq, last_version = int(rows[-1][0]), int(rows[-1][1])
+        rows += db.execute(
+            f"SELECT seq, {_EVENT_COLUMNS} FROM events WHERE version = ? AND seq < ?"
+            " ORDER BY seq DESC",
+            (last_version, last_seq),
+        ).fetchall()
+        more = db.execute(
+            "SELECT 1 FROM events WHERE version < ? LIMIT 1", (last_version,)
+        ).fetchone()
+        return [_event(r[1:]) for r in rows], last_version if more else 0
+
+    def _record(self, decision: Decision) -> AuditEvent:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT max(version) FROM snapshots").fetchone()
+            if row is None or row[0] is None:
+                raise StoreError(f"{self.path}: no snapshot")
+            event = AuditEvent(
+                version=int(row[0]),
+                time=self._clock(),
+                actor=decision.actor,
+                action=decision.action,
+                reason=decision.reason,
+                before_json="{}",
+                after_json=_with_evidence("{}", decision.evidence),
+            )
+            db.execute(
+                f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    event.version,
+                    event.time,
+                    event.actor,
+                    event.action,
+                    event.reason,
+                    event.before_json,
+                    event.after_json,
+                ),
+            )
+            db.execute("COMMIT")
+            return event
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     def _ping(self) -> int:
         row = self._db.execute("SELECT max(version) FROM snapshots").fetchone()

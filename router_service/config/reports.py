@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from clients.gen.llmgateway.v1 import common_pb2, control_pb2
 from router_service.errors import ErrorKind
-from router_service.request_stats import Aggregate, Histogram, Key, RequestStatsRecorder
+from router_service.request_stats import Drained, Histogram, RequestStatsRecorder, ShadowRecord
 from router_service.values import ProviderName, TaskName
+
+log = logging.getLogger(__name__)
 
 _PROVIDER: dict[ProviderName, common_pb2.Provider.ValueType] = {
     "ollama": common_pb2.PROVIDER_OLLAMA,
@@ -30,8 +34,38 @@ def _histogram(h: Histogram) -> control_pb2.Histogram:
     return control_pb2.Histogram(upper_bounds=h.bounds, counts=h.counts, sum=h.total)
 
 
+def _comparison(r: ShadowRecord) -> control_pb2.ShadowComparison:
+    msg = control_pb2.ShadowComparison(
+        request_id=r.request_id,
+        task=_TASK[r.task],
+        model=r.model,
+        primary_provider=_PROVIDER[r.primary_provider],
+        shadow_provider=_PROVIDER[r.shadow_provider],
+        dropped=r.dropped,
+    )
+    if r.dropped:
+        return msg
+    msg.primary_ok = r.primary_ok
+    msg.shadow_ok = r.shadow_ok
+    if r.shadow_error is not None:
+        msg.shadow_error_code = _code(r.shadow_error)
+    msg.primary_ttft_ms = r.primary_ttft_ms
+    msg.shadow_ttft_ms = r.shadow_ttft_ms
+    msg.primary_tokens_per_second = r.primary_tokens_per_second
+    msg.shadow_tokens_per_second = r.shadow_tokens_per_second
+    msg.length_ratio = r.length_ratio
+    msg.text_similarity = r.text_similarity
+    if r.embedding_cosine is not None:
+        msg.embedding_cosine = r.embedding_cosine
+    # Empty unless the router captured content (flags.shadow_capture_content).
+    msg.prompt = r.prompt
+    msg.primary_text = r.primary_text
+    msg.shadow_text = r.shadow_text
+    return msg
+
+
 def build_report(
-    drained: dict[Key, Aggregate],
+    drained: Drained,
     recorder: RequestStatsRecorder,
     version: int,
     start: float,
@@ -40,7 +74,7 @@ def build_report(
     report = control_pb2.StatsReport(config_version=version)
     report.interval_start.FromNanoseconds(int(start * 1e9))
     report.interval_end.FromNanoseconds(int(end * 1e9))
-    for (provider, task, shadow), agg in sorted(drained.items(), key=lambda kv: kv[0]):
+    for (provider, task, shadow), agg in sorted(drained.aggregates.items(), key=lambda kv: kv[0]):
         report.stats.append(
             control_pb2.ProviderTaskStats(
                 provider=_PROVIDER[provider],
@@ -59,5 +93,14 @@ def build_report(
                 completion_tokens=agg.completion_tokens,
                 shadow=shadow,
             )
+        )
+    report.shadow_comparisons.extend(_comparison(r) for r in drained.shadow_comparisons)
+    report.shadow_dropped = drained.shadow_dropped
+    if drained.shadow_omitted:
+        # Counts only: comparison texts are never logged.
+        log.info(
+            "%d shadow comparisons over the per-report bound were not sent (kept a sample of %d)",
+            drained.shadow_omitted,
+            len(drained.shadow_comparisons),
         )
     return report

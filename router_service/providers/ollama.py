@@ -11,6 +11,7 @@ import orjson
 from router_service.errors import ErrorKind, RouterError
 from router_service.providers._http import (
     engine_stream_error,
+    finish_body,
     iter_line_batches,
     malformed,
     probe_get,
@@ -35,6 +36,9 @@ class OllamaProvider:
 
     def __init__(self, client: httpx.AsyncClient, keep_alive: str = "30m") -> None:
         self._client = client
+        # Absolute once (relative to base_url, as httpx merges): httpx re-parses a relative URL
+        # on every request.
+        self._chat_url = client.base_url.join("api/chat")
         self._keep_alive = keep_alive
 
     @property
@@ -67,7 +71,7 @@ class OllamaProvider:
     async def stream_chat(self, call: ChatCall) -> AsyncGenerator[ChatChunk, None]:
         headers = {"content-type": "application/json", "x-request-id": call.request_id}
         req = self._client.build_request(
-            "POST", "/api/chat", content=self._chat_body(call), headers=headers
+            "POST", self._chat_url, content=self._chat_body(call), headers=headers
         )
         try:
             resp = await self._client.send(req, stream=True)
@@ -79,7 +83,8 @@ class OllamaProvider:
                 raise status_error(
                     resp.status_code, body, "ollama", call.model, resp.headers.get("retry-after")
                 )
-            async for lines in iter_line_batches(resp.aiter_raw()):
+            batches = iter_line_batches(resp.aiter_raw())
+            async for lines in batches:
                 chunk = ChatChunk()
                 parts: list[str] = []
                 for line in lines:
@@ -106,6 +111,8 @@ class OllamaProvider:
                         chunk.completion_tokens = obj.get("eval_count")
                         break
                 chunk.text = "".join(parts)
+                if chunk.done:
+                    await finish_body(batches)
                 if chunk.text or chunk.done:
                     yield chunk
                 if chunk.done:

@@ -251,7 +251,10 @@ async def test_full_walk_facade_shadow_split_primary(
         assert (document["phase"], document["split_weight_percent"]) == (phase, weight)
         assert document["vllm_traffic_percent"] == share
 
-    assert await llmctl(control, "promote", "--reason", "to primary") == 0
+    # The step into PRIMARY needs the go/no-go gate (no data here) or --force with a reason.
+    assert await llmctl(control, "promote", "--reason", "to primary") == 3
+    assert "the go/no-go gate says INCONCLUSIVE" in capsys.readouterr().err
+    assert await llmctl(control, "promote", "--force", "--reason", "to primary") == 0
     out, err = capsys.readouterr()
     assert err == ""
     lines = out.splitlines()
@@ -270,7 +273,7 @@ async def test_full_walk_facade_shadow_split_primary(
 async def test_promote_full_goes_to_primary(
     control: Control, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    document = await llmctl_json(control, capsys, "promote", "--full")
+    document = await llmctl_json(control, capsys, "promote", "--full", "--force", "--reason", "go")
     assert (document["phase"], document["vllm_traffic_percent"]) == ("primary", 100.0)
 
 

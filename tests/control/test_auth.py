@@ -35,6 +35,7 @@ def test_mutating_methods_are_found_from_the_descriptor() -> None:
         "Retry",
         "Undo",
         "UpdateFlags",
+        "SetTaskModel",
     }
     assert SESSION_METHOD.endswith("/RouterSession")
 

@@ -60,7 +60,10 @@ async def test_operator_verbs_walk_the_migration(control: Control) -> None:
     assert (s.migration.aborted_phase, s.migration.aborted_weight_percent) == (P.PHASE_SPLIT, 30)
     s = (await stub.Retry(P.RetryRequest(meta=meta()))).snapshot
     assert (s.migration.phase, s.vllm_traffic_percent) == (P.PHASE_SPLIT, 30)
-    s = (await stub.Promote(P.PromoteRequest(meta=meta(), full=True))).snapshot
+    # Into PRIMARY only past the go/no-go gate (no data here: INCONCLUSIVE), or forced.
+    s = (
+        await stub.Promote(P.PromoteRequest(meta=meta(reason="by hand"), full=True, force=True))
+    ).snapshot
     assert (s.migration.phase, s.vllm_traffic_percent) == (P.PHASE_PRIMARY, 100)
     s = (await stub.Undo(P.UndoRequest(meta=meta()))).snapshot
     assert (s.migration.phase, s.migration.split_weight_percent) == (P.PHASE_SPLIT, 70)
@@ -169,6 +172,10 @@ async def test_update_flags_refuses_bad_values(
             "flags.rollback.consecutive_timeouts",
             "flags.rollback.window_seconds",
             "flags.rollback.min_requests",
+            "flags.rollback.timeout_routers_required",
+            "flags.rollback.health_failure_threshold",
+            "flags.rollback.health_success_threshold",
+            "flags.rollback.embed_latency_p95_ms",
         ],
     }
     want = [field] if field else expected[paths[0]]

@@ -72,7 +72,10 @@ async def test_routers_converge_on_every_change_and_route_by_it(tmp_path: Path) 
         assert 8 <= placements[0].count(common_pb2.PROVIDER_VLLM) <= 32
 
         snap = (
-            await control.stub.Promote(control_pb2.PromoteRequest(meta=_meta("go"), full=True))
+            # Into PRIMARY only past the go/no-go gate (no data here: INCONCLUSIVE), or forced.
+            await control.stub.Promote(
+                control_pb2.PromoteRequest(meta=_meta("go"), full=True, force=True)
+            )
         ).snapshot
         await _converged(routers, snap.version)
         assert {await _provider(routers[1], k) for k in keys} == {common_pb2.PROVIDER_VLLM}

@@ -391,6 +391,8 @@ class ModelEntry(_message.Message):
     VLLM_NAME_FIELD_NUMBER: _builtins.int
     FALLBACKS_FIELD_NUMBER: _builtins.int
     EMBEDDING_FIELD_NUMBER: _builtins.int
+    OLLAMA_VRAM_BYTES_FIELD_NUMBER: _builtins.int
+    VLLM_VRAM_BYTES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """name is the logical (Ollama-style) name, e.g. "qwen3:8b"."""
     ollama_name: _builtins.str
@@ -399,6 +401,15 @@ class ModelEntry(_message.Message):
     """vllm_name is vLLM's served name, e.g. "Qwen/Qwen3-8B"; empty when vLLM does not serve it."""
     embedding: _builtins.bool
     """embedding is true for embedding models."""
+    ollama_vram_bytes: _builtins.int
+    """ollama_vram_bytes is the GPU memory Ollama needs for the model's weights (its default,
+    quantised tag; e.g. qwen3:8b Q4_K_M about 5.2 GB); 0 means unknown (never refused, never
+    selected by SelectModel). KV cache and CUDA context are covered by the service's headroom.
+    """
+    vllm_vram_bytes: _builtins.int
+    """vllm_vram_bytes is the same for vLLM, which loads the Hugging Face weights unquantised
+    (fp16 on the seed's TITAN RTX: 2 bytes per parameter, e.g. Qwen3-8B about 16.4 GB).
+    """
     @_builtins.property
     def fallbacks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """fallbacks are tried in order when this model is missing or its engine is down."""
@@ -411,10 +422,12 @@ class ModelEntry(_message.Message):
         vllm_name: _builtins.str = ...,
         fallbacks: _abc.Iterable[_builtins.str] | None = ...,
         embedding: _builtins.bool = ...,
+        ollama_vram_bytes: _builtins.int = ...,
+        vllm_vram_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["embedding", b"embedding", "fallbacks", b"fallbacks", "name", b"name", "ollama_name", b"ollama_name", "vllm_name", b"vllm_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["embedding", b"embedding", "fallbacks", b"fallbacks", "name", b"name", "ollama_name", b"ollama_name", "ollama_vram_bytes", b"ollama_vram_bytes", "vllm_name", b"vllm_name", "vllm_vram_bytes", b"vllm_vram_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1969,3 +1982,563 @@ class EvaluateGoNoGoResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EvaluateGoNoGoResponse: _TypeAlias = EvaluateGoNoGoResponse  # noqa: Y015
+
+@_typing.final
+class GpuProcess(_message.Message):
+    """GpuProcess is one compute process on a GPU."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PID_FIELD_NUMBER: _builtins.int
+    USED_MEMORY_BYTES_FIELD_NUMBER: _builtins.int
+    pid: _builtins.int
+    """pid in the host's PID namespace (it may not match a container's PIDs)."""
+    used_memory_bytes: _builtins.int
+    """used_memory_bytes is absent when the driver does not report it (WDDM, some containers)."""
+    def __init__(
+        self,
+        *,
+        pid: _builtins.int = ...,
+        used_memory_bytes: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_used_memory_bytes", b"_used_memory_bytes", "used_memory_bytes", b"used_memory_bytes"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_used_memory_bytes", b"_used_memory_bytes", "pid", b"pid", "used_memory_bytes", b"used_memory_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__used_memory_bytes: _TypeAlias = _typing.Literal["used_memory_bytes"]  # noqa: Y015
+    _WhichOneofArgType__used_memory_bytes: _TypeAlias = _typing.Literal["_used_memory_bytes", b"_used_memory_bytes"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__used_memory_bytes) -> _WhichOneofReturnType__used_memory_bytes | None: ...
+
+Global___GpuProcess: _TypeAlias = GpuProcess  # noqa: Y015
+
+@_typing.final
+class GpuDevice(_message.Message):
+    """GpuDevice is one GPU's latest reading. Every metric the device or driver does not support is
+    absent (not zero); absent_metrics says why.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class AbsentMetricsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    UUID_FIELD_NUMBER: _builtins.int
+    MEMORY_TOTAL_BYTES_FIELD_NUMBER: _builtins.int
+    MEMORY_USED_BYTES_FIELD_NUMBER: _builtins.int
+    MEMORY_FREE_BYTES_FIELD_NUMBER: _builtins.int
+    MEMORY_RESERVED_BYTES_FIELD_NUMBER: _builtins.int
+    MEMORY_API_FIELD_NUMBER: _builtins.int
+    UTILIZATION_GPU_PERCENT_FIELD_NUMBER: _builtins.int
+    UTILIZATION_MEMORY_PERCENT_FIELD_NUMBER: _builtins.int
+    TEMPERATURE_CELSIUS_FIELD_NUMBER: _builtins.int
+    POWER_DRAW_WATTS_FIELD_NUMBER: _builtins.int
+    POWER_LIMIT_WATTS_FIELD_NUMBER: _builtins.int
+    PROCESSES_FIELD_NUMBER: _builtins.int
+    ABSENT_METRICS_FIELD_NUMBER: _builtins.int
+    OOM_EVENTS_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """index is NVML's device index."""
+    name: _builtins.str
+    """name of the board, e.g. "NVIDIA TITAN RTX"."""
+    uuid: _builtins.str
+    """uuid is the stable device id, e.g. "GPU-5b1c..."."""
+    memory_total_bytes: _builtins.int
+    """memory_total_bytes is the board's memory."""
+    memory_used_bytes: _builtins.int
+    """memory_used_bytes is allocated memory; with memory_api "v2" it excludes
+    memory_reserved_bytes, with "v1" it includes it.
+    """
+    memory_free_bytes: _builtins.int
+    """memory_free_bytes is what can still be allocated."""
+    memory_reserved_bytes: _builtins.int
+    """memory_reserved_bytes is driver and firmware memory (memory_api "v2" only)."""
+    memory_api: _builtins.str
+    """memory_api is "v2" (nvmlDeviceGetMemoryInfo_v2) or "v1" (older drivers); empty when memory
+    is absent.
+    """
+    utilization_gpu_percent: _builtins.int
+    """utilization_gpu_percent is the share of the last sample period a kernel was running."""
+    utilization_memory_percent: _builtins.int
+    """utilization_memory_percent is the share of the last sample period memory was read or written."""
+    temperature_celsius: _builtins.int
+    """temperature_celsius of the GPU die."""
+    power_draw_watts: _builtins.float
+    """power_draw_watts is the board's current draw (NVML reports milliwatts)."""
+    power_limit_watts: _builtins.float
+    """power_limit_watts is the enforced power limit."""
+    oom_events: _builtins.int
+    """oom_events counts the out-of-memory events detected on this device since the service started."""
+    @_builtins.property
+    def processes(self) -> _containers.RepeatedCompositeFieldContainer[Global___GpuProcess]:
+        """processes are the compute processes; empty when none or when absent_metrics has "processes"."""
+
+    @_builtins.property
+    def absent_metrics(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """absent_metrics maps each absent metric ("power_draw", "processes", ...) to why (e.g.
+        "Not Supported", "Insufficient Permissions").
+        """
+
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        name: _builtins.str = ...,
+        uuid: _builtins.str = ...,
+        memory_total_bytes: _builtins.int | None = ...,
+        memory_used_bytes: _builtins.int | None = ...,
+        memory_free_bytes: _builtins.int | None = ...,
+        memory_reserved_bytes: _builtins.int | None = ...,
+        memory_api: _builtins.str = ...,
+        utilization_gpu_percent: _builtins.int | None = ...,
+        utilization_memory_percent: _builtins.int | None = ...,
+        temperature_celsius: _builtins.int | None = ...,
+        power_draw_watts: _builtins.float | None = ...,
+        power_limit_watts: _builtins.float | None = ...,
+        processes: _abc.Iterable[Global___GpuProcess] | None = ...,
+        absent_metrics: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        oom_events: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_memory_free_bytes", b"_memory_free_bytes", "_memory_reserved_bytes", b"_memory_reserved_bytes", "_memory_total_bytes", b"_memory_total_bytes", "_memory_used_bytes", b"_memory_used_bytes", "_power_draw_watts", b"_power_draw_watts", "_power_limit_watts", b"_power_limit_watts", "_temperature_celsius", b"_temperature_celsius", "_utilization_gpu_percent", b"_utilization_gpu_percent", "_utilization_memory_percent", b"_utilization_memory_percent", "memory_free_bytes", b"memory_free_bytes", "memory_reserved_bytes", b"memory_reserved_bytes", "memory_total_bytes", b"memory_total_bytes", "memory_used_bytes", b"memory_used_bytes", "power_draw_watts", b"power_draw_watts", "power_limit_watts", b"power_limit_watts", "temperature_celsius", b"temperature_celsius", "utilization_gpu_percent", b"utilization_gpu_percent", "utilization_memory_percent", b"utilization_memory_percent"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_memory_free_bytes", b"_memory_free_bytes", "_memory_reserved_bytes", b"_memory_reserved_bytes", "_memory_total_bytes", b"_memory_total_bytes", "_memory_used_bytes", b"_memory_used_bytes", "_power_draw_watts", b"_power_draw_watts", "_power_limit_watts", b"_power_limit_watts", "_temperature_celsius", b"_temperature_celsius", "_utilization_gpu_percent", b"_utilization_gpu_percent", "_utilization_memory_percent", b"_utilization_memory_percent", "absent_metrics", b"absent_metrics", "index", b"index", "memory_api", b"memory_api", "memory_free_bytes", b"memory_free_bytes", "memory_reserved_bytes", b"memory_reserved_bytes", "memory_total_bytes", b"memory_total_bytes", "memory_used_bytes", b"memory_used_bytes", "name", b"name", "oom_events", b"oom_events", "power_draw_watts", b"power_draw_watts", "power_limit_watts", b"power_limit_watts", "processes", b"processes", "temperature_celsius", b"temperature_celsius", "utilization_gpu_percent", b"utilization_gpu_percent", "utilization_memory_percent", b"utilization_memory_percent", "uuid", b"uuid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__memory_free_bytes: _TypeAlias = _typing.Literal["memory_free_bytes"]  # noqa: Y015
+    _WhichOneofArgType__memory_free_bytes: _TypeAlias = _typing.Literal["_memory_free_bytes", b"_memory_free_bytes"]  # noqa: Y015
+    _WhichOneofReturnType__memory_reserved_bytes: _TypeAlias = _typing.Literal["memory_reserved_bytes"]  # noqa: Y015
+    _WhichOneofArgType__memory_reserved_bytes: _TypeAlias = _typing.Literal["_memory_reserved_bytes", b"_memory_reserved_bytes"]  # noqa: Y015
+    _WhichOneofReturnType__memory_total_bytes: _TypeAlias = _typing.Literal["memory_total_bytes"]  # noqa: Y015
+    _WhichOneofArgType__memory_total_bytes: _TypeAlias = _typing.Literal["_memory_total_bytes", b"_memory_total_bytes"]  # noqa: Y015
+    _WhichOneofReturnType__memory_used_bytes: _TypeAlias = _typing.Literal["memory_used_bytes"]  # noqa: Y015
+    _WhichOneofArgType__memory_used_bytes: _TypeAlias = _typing.Literal["_memory_used_bytes", b"_memory_used_bytes"]  # noqa: Y015
+    _WhichOneofReturnType__power_draw_watts: _TypeAlias = _typing.Literal["power_draw_watts"]  # noqa: Y015
+    _WhichOneofArgType__power_draw_watts: _TypeAlias = _typing.Literal["_power_draw_watts", b"_power_draw_watts"]  # noqa: Y015
+    _WhichOneofReturnType__power_limit_watts: _TypeAlias = _typing.Literal["power_limit_watts"]  # noqa: Y015
+    _WhichOneofArgType__power_limit_watts: _TypeAlias = _typing.Literal["_power_limit_watts", b"_power_limit_watts"]  # noqa: Y015
+    _WhichOneofReturnType__temperature_celsius: _TypeAlias = _typing.Literal["temperature_celsius"]  # noqa: Y015
+    _WhichOneofArgType__temperature_celsius: _TypeAlias = _typing.Literal["_temperature_celsius", b"_temperature_celsius"]  # noqa: Y015
+    _WhichOneofReturnType__utilization_gpu_percent: _TypeAlias = _typing.Literal["utilization_gpu_percent"]  # noqa: Y015
+    _WhichOneofArgType__utilization_gpu_percent: _TypeAlias = _typing.Literal["_utilization_gpu_percent", b"_utilization_gpu_percent"]  # noqa: Y015
+    _WhichOneofReturnType__utilization_memory_percent: _TypeAlias = _typing.Literal["utilization_memory_percent"]  # noqa: Y015
+    _WhichOneofArgType__utilization_memory_percent: _TypeAlias = _typing.Literal["_utilization_memory_percent", b"_utilization_memory_percent"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__memory_free_bytes) -> _WhichOneofReturnType__memory_free_bytes | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__memory_reserved_bytes) -> _WhichOneofReturnType__memory_reserved_bytes | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__memory_total_bytes) -> _WhichOneofReturnType__memory_total_bytes | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__memory_used_bytes) -> _WhichOneofReturnType__memory_used_bytes | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__power_draw_watts) -> _WhichOneofReturnType__power_draw_watts | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__power_limit_watts) -> _WhichOneofReturnType__power_limit_watts | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__temperature_celsius) -> _WhichOneofReturnType__temperature_celsius | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__utilization_gpu_percent) -> _WhichOneofReturnType__utilization_gpu_percent | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__utilization_memory_percent) -> _WhichOneofReturnType__utilization_memory_percent | None: ...
+
+Global___GpuDevice: _TypeAlias = GpuDevice  # noqa: Y015
+
+@_typing.final
+class OomEvent(_message.Message):
+    """OomEvent is one detected out-of-memory event (a heuristic: see docs/gpu.md)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIME_FIELD_NUMBER: _builtins.int
+    DEVICE_INDEX_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    device_index: _builtins.int
+    """device_index of the GPU."""
+    kind: _builtins.str
+    """kind is "memory_full" (free memory fell below the epsilon) or "process_vanished" (a compute
+    process disappeared while the GPU was nearly full).
+    """
+    detail: _builtins.str
+    """detail explains it (free memory, vanished PIDs)."""
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """time the event was detected (the sample that showed it)."""
+
+    def __init__(
+        self,
+        *,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        device_index: _builtins.int = ...,
+        kind: _builtins.str = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "device_index", b"device_index", "kind", b"kind", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OomEvent: _TypeAlias = OomEvent  # noqa: Y015
+
+@_typing.final
+class GpuStatus(_message.Message):
+    """GpuStatus is one telemetry sample of every GPU."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AVAILABLE_FIELD_NUMBER: _builtins.int
+    UNAVAILABLE_REASON_FIELD_NUMBER: _builtins.int
+    SAMPLED_AT_FIELD_NUMBER: _builtins.int
+    DEVICES_FIELD_NUMBER: _builtins.int
+    DRIVER_VERSION_FIELD_NUMBER: _builtins.int
+    OOM_EVENTS_TOTAL_FIELD_NUMBER: _builtins.int
+    RECENT_OOM_EVENTS_FIELD_NUMBER: _builtins.int
+    POLL_INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
+    available: _builtins.bool
+    """available is false without a GPU, without a driver, after a GPU was lost, or when telemetry
+    is switched off; unavailable_reason says which.
+    """
+    unavailable_reason: _builtins.str
+    """unavailable_reason is empty when available."""
+    driver_version: _builtins.str
+    """driver_version as NVML reports it."""
+    oom_events_total: _builtins.int
+    """oom_events_total counts OOM events on every device since the service started."""
+    poll_interval_seconds: _builtins.float
+    """poll_interval_seconds is how often the service samples."""
+    @_builtins.property
+    def sampled_at(self) -> _timestamp_pb2.Timestamp:
+        """sampled_at is when the sample was taken."""
+
+    @_builtins.property
+    def devices(self) -> _containers.RepeatedCompositeFieldContainer[Global___GpuDevice]:
+        """devices with their readings (empty when unavailable)."""
+
+    @_builtins.property
+    def recent_oom_events(self) -> _containers.RepeatedCompositeFieldContainer[Global___OomEvent]:
+        """recent_oom_events are the latest OOM events, newest first (at most 20)."""
+
+    def __init__(
+        self,
+        *,
+        available: _builtins.bool = ...,
+        unavailable_reason: _builtins.str = ...,
+        sampled_at: _timestamp_pb2.Timestamp | None = ...,
+        devices: _abc.Iterable[Global___GpuDevice] | None = ...,
+        driver_version: _builtins.str = ...,
+        oom_events_total: _builtins.int = ...,
+        recent_oom_events: _abc.Iterable[Global___OomEvent] | None = ...,
+        poll_interval_seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["sampled_at", b"sampled_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "devices", b"devices", "driver_version", b"driver_version", "oom_events_total", b"oom_events_total", "poll_interval_seconds", b"poll_interval_seconds", "recent_oom_events", b"recent_oom_events", "sampled_at", b"sampled_at", "unavailable_reason", b"unavailable_reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GpuStatus: _TypeAlias = GpuStatus  # noqa: Y015
+
+@_typing.final
+class GetGpuStatusRequest(_message.Message):
+    """GetGpuStatusRequest asks for the latest GPU sample."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetGpuStatusRequest: _TypeAlias = GetGpuStatusRequest  # noqa: Y015
+
+@_typing.final
+class GetGpuStatusResponse(_message.Message):
+    """GetGpuStatusResponse is the latest GPU sample."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def status(self) -> Global___GpuStatus:
+        """status is the latest sample."""
+
+    def __init__(
+        self,
+        *,
+        status: Global___GpuStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetGpuStatusResponse: _TypeAlias = GetGpuStatusResponse  # noqa: Y015
+
+@_typing.final
+class WatchGpuStatusRequest(_message.Message):
+    """WatchGpuStatusRequest subscribes to GPU samples."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchGpuStatusRequest: _TypeAlias = WatchGpuStatusRequest  # noqa: Y015
+
+@_typing.final
+class WatchGpuStatusResponse(_message.Message):
+    """WatchGpuStatusResponse is one GPU sample."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def status(self) -> Global___GpuStatus:
+        """status is the sample."""
+
+    def __init__(
+        self,
+        *,
+        status: Global___GpuStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchGpuStatusResponse: _TypeAlias = WatchGpuStatusResponse  # noqa: Y015
+
+@_typing.final
+class ModelCandidate(_message.Message):
+    """ModelCandidate is one model SelectModel considered."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    VRAM_BYTES_FIELD_NUMBER: _builtins.int
+    FITS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """model is the logical name."""
+    vram_bytes: _builtins.int
+    """vram_bytes is the model's size for the engine (0: unknown)."""
+    fits: _builtins.bool
+    """fits is true when vram_bytes is known and at most the limit."""
+    reason: _builtins.str
+    """reason says why it fits or not."""
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        vram_bytes: _builtins.int = ...,
+        fits: _builtins.bool = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fits", b"fits", "model", b"model", "reason", b"reason", "vram_bytes", b"vram_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelCandidate: _TypeAlias = ModelCandidate  # noqa: Y015
+
+@_typing.final
+class SelectModelRequest(_message.Message):
+    """SelectModelRequest asks which model to use for a task."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    BUDGET_BYTES_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    WHOLE_CATALOG_FIELD_NUMBER: _builtins.int
+    task: _common_pb2.Task.ValueType
+    """task to choose a model for (TASK_UNSPECIFIED is refused)."""
+    budget_bytes: _builtins.int
+    """budget_bytes caps the model size; absent: only the GPU's free memory limits."""
+    provider: _common_pb2.Provider.ValueType
+    """provider whose sizes apply; PROVIDER_UNSPECIFIED: the engine that serves the task now (its
+    pinned component provider, vLLM in PHASE_PRIMARY, else the primary provider).
+    """
+    whole_catalog: _builtins.bool
+    """whole_catalog considers every catalogue model of the task's kind (embedding or generation)
+    instead of the task's model and its fallback chain.
+    """
+    def __init__(
+        self,
+        *,
+        task: _common_pb2.Task.ValueType = ...,
+        budget_bytes: _builtins.int | None = ...,
+        provider: _common_pb2.Provider.ValueType = ...,
+        whole_catalog: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_budget_bytes", b"_budget_bytes", "budget_bytes", b"budget_bytes"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_budget_bytes", b"_budget_bytes", "budget_bytes", b"budget_bytes", "provider", b"provider", "task", b"task", "whole_catalog", b"whole_catalog"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__budget_bytes: _TypeAlias = _typing.Literal["budget_bytes"]  # noqa: Y015
+    _WhichOneofArgType__budget_bytes: _TypeAlias = _typing.Literal["_budget_bytes", b"_budget_bytes"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__budget_bytes) -> _WhichOneofReturnType__budget_bytes | None: ...
+
+Global___SelectModelRequest: _TypeAlias = SelectModelRequest  # noqa: Y015
+
+@_typing.final
+class SelectModelResponse(_message.Message):
+    """SelectModelResponse is the choice and how it was made."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    CANDIDATES_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    LIMIT_BYTES_FIELD_NUMBER: _builtins.int
+    BUDGET_BYTES_FIELD_NUMBER: _builtins.int
+    FREE_BYTES_FIELD_NUMBER: _builtins.int
+    HEADROOM_BYTES_FIELD_NUMBER: _builtins.int
+    GPU_AVAILABLE_FIELD_NUMBER: _builtins.int
+    GPU_UNAVAILABLE_REASON_FIELD_NUMBER: _builtins.int
+    CURRENT_MODEL_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """model chosen; empty when no candidate fits (reason says why)."""
+    reason: _builtins.str
+    """reason explains the choice."""
+    provider: _common_pb2.Provider.ValueType
+    """provider whose sizes were used."""
+    limit_bytes: _builtins.int
+    """limit_bytes is min(budget, free - headroom): the most a chosen model may need."""
+    budget_bytes: _builtins.int
+    """budget_bytes as requested; absent when none was given."""
+    free_bytes: _builtins.int
+    """free_bytes is the most free memory on one GPU; absent when telemetry is unavailable."""
+    headroom_bytes: _builtins.int
+    """headroom_bytes is kept free for KV cache, CUDA context and other processes."""
+    gpu_available: _builtins.bool
+    """gpu_available is true when the GPU's free memory was part of the limit."""
+    gpu_unavailable_reason: _builtins.str
+    """gpu_unavailable_reason says why it was not (budget only)."""
+    current_model: _builtins.str
+    """current_model is the task's configured model."""
+    @_builtins.property
+    def candidates(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelCandidate]:
+        """candidates considered, in chain (or catalogue) order."""
+
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        candidates: _abc.Iterable[Global___ModelCandidate] | None = ...,
+        provider: _common_pb2.Provider.ValueType = ...,
+        limit_bytes: _builtins.int = ...,
+        budget_bytes: _builtins.int | None = ...,
+        free_bytes: _builtins.int | None = ...,
+        headroom_bytes: _builtins.int = ...,
+        gpu_available: _builtins.bool = ...,
+        gpu_unavailable_reason: _builtins.str = ...,
+        current_model: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_budget_bytes", b"_budget_bytes", "_free_bytes", b"_free_bytes", "budget_bytes", b"budget_bytes", "free_bytes", b"free_bytes"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_budget_bytes", b"_budget_bytes", "_free_bytes", b"_free_bytes", "budget_bytes", b"budget_bytes", "candidates", b"candidates", "current_model", b"current_model", "free_bytes", b"free_bytes", "gpu_available", b"gpu_available", "gpu_unavailable_reason", b"gpu_unavailable_reason", "headroom_bytes", b"headroom_bytes", "limit_bytes", b"limit_bytes", "model", b"model", "provider", b"provider", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__budget_bytes: _TypeAlias = _typing.Literal["budget_bytes"]  # noqa: Y015
+    _WhichOneofArgType__budget_bytes: _TypeAlias = _typing.Literal["_budget_bytes", b"_budget_bytes"]  # noqa: Y015
+    _WhichOneofReturnType__free_bytes: _TypeAlias = _typing.Literal["free_bytes"]  # noqa: Y015
+    _WhichOneofArgType__free_bytes: _TypeAlias = _typing.Literal["_free_bytes", b"_free_bytes"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__budget_bytes) -> _WhichOneofReturnType__budget_bytes | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__free_bytes) -> _WhichOneofReturnType__free_bytes | None: ...
+
+Global___SelectModelResponse: _TypeAlias = SelectModelResponse  # noqa: Y015
+
+@_typing.final
+class SetTaskModelRequest(_message.Message):
+    """SetTaskModelRequest assigns a model to a task."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    TASK_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
+    task: _common_pb2.Task.ValueType
+    """task to change (TASK_UNSPECIFIED is refused)."""
+    model: _builtins.str
+    """model is a logical model name from the catalogue, of the task's kind."""
+    force: _builtins.bool
+    """force accepts a model that does not fit on the GPU (audited)."""
+    @_builtins.property
+    def meta(self) -> Global___ChangeMeta:
+        """meta is the change metadata (reason required with force)."""
+
+    def __init__(
+        self,
+        *,
+        meta: Global___ChangeMeta | None = ...,
+        task: _common_pb2.Task.ValueType = ...,
+        model: _builtins.str = ...,
+        force: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["force", b"force", "meta", b"meta", "model", b"model", "task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTaskModelRequest: _TypeAlias = SetTaskModelRequest  # noqa: Y015
+
+@_typing.final
+class SetTaskModelResponse(_message.Message):
+    """SetTaskModelResponse is the resulting snapshot."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def snapshot(self) -> Global___ConfigSnapshot:
+        """snapshot after the change."""
+
+    def __init__(
+        self,
+        *,
+        snapshot: Global___ConfigSnapshot | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTaskModelResponse: _TypeAlias = SetTaskModelResponse  # noqa: Y015

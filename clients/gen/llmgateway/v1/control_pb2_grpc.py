@@ -109,6 +109,26 @@ class ControlServiceStub:
                 request_serializer=llmgateway_dot_v1_dot_control__pb2.EvaluateGoNoGoRequest.SerializeToString,
                 response_deserializer=llmgateway_dot_v1_dot_control__pb2.EvaluateGoNoGoResponse.FromString,
                 _registered_method=True)
+        self.GetGpuStatus = channel.unary_unary(
+                '/llmgateway.v1.ControlService/GetGpuStatus',
+                request_serializer=llmgateway_dot_v1_dot_control__pb2.GetGpuStatusRequest.SerializeToString,
+                response_deserializer=llmgateway_dot_v1_dot_control__pb2.GetGpuStatusResponse.FromString,
+                _registered_method=True)
+        self.WatchGpuStatus = channel.unary_stream(
+                '/llmgateway.v1.ControlService/WatchGpuStatus',
+                request_serializer=llmgateway_dot_v1_dot_control__pb2.WatchGpuStatusRequest.SerializeToString,
+                response_deserializer=llmgateway_dot_v1_dot_control__pb2.WatchGpuStatusResponse.FromString,
+                _registered_method=True)
+        self.SelectModel = channel.unary_unary(
+                '/llmgateway.v1.ControlService/SelectModel',
+                request_serializer=llmgateway_dot_v1_dot_control__pb2.SelectModelRequest.SerializeToString,
+                response_deserializer=llmgateway_dot_v1_dot_control__pb2.SelectModelResponse.FromString,
+                _registered_method=True)
+        self.SetTaskModel = channel.unary_unary(
+                '/llmgateway.v1.ControlService/SetTaskModel',
+                request_serializer=llmgateway_dot_v1_dot_control__pb2.SetTaskModelRequest.SerializeToString,
+                response_deserializer=llmgateway_dot_v1_dot_control__pb2.SetTaskModelResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServiceServicer:
@@ -218,6 +238,39 @@ class ControlServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetGpuStatus(self, request, context):
+        """GetGpuStatus returns the latest GPU telemetry sample (NVML), or why there is none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchGpuStatus(self, request, context):
+        """WatchGpuStatus streams the latest sample at once and then one update per poll, until the
+        client cancels or the service stops.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SelectModel(self, request, context):
+        """SelectModel picks the largest candidate model of a task that fits a VRAM budget and the
+        GPU's free memory (less the configured headroom), and says why.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetTaskModel(self, request, context):
+        """SetTaskModel assigns a catalogue model to a task. When GPU telemetry is available and the
+        model cannot fit on the GPU for an engine that would serve the task, the call fails with
+        FAILED_PRECONDITION (ErrorInfo reason VRAM_INSUFFICIENT, subject "model") unless force is
+        set; a forced change is audited as "force_set_task_model" and needs meta.reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -290,6 +343,26 @@ def add_ControlServiceServicer_to_server(servicer, server):
                     servicer.EvaluateGoNoGo,
                     request_deserializer=llmgateway_dot_v1_dot_control__pb2.EvaluateGoNoGoRequest.FromString,
                     response_serializer=llmgateway_dot_v1_dot_control__pb2.EvaluateGoNoGoResponse.SerializeToString,
+            ),
+            'GetGpuStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetGpuStatus,
+                    request_deserializer=llmgateway_dot_v1_dot_control__pb2.GetGpuStatusRequest.FromString,
+                    response_serializer=llmgateway_dot_v1_dot_control__pb2.GetGpuStatusResponse.SerializeToString,
+            ),
+            'WatchGpuStatus': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchGpuStatus,
+                    request_deserializer=llmgateway_dot_v1_dot_control__pb2.WatchGpuStatusRequest.FromString,
+                    response_serializer=llmgateway_dot_v1_dot_control__pb2.WatchGpuStatusResponse.SerializeToString,
+            ),
+            'SelectModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.SelectModel,
+                    request_deserializer=llmgateway_dot_v1_dot_control__pb2.SelectModelRequest.FromString,
+                    response_serializer=llmgateway_dot_v1_dot_control__pb2.SelectModelResponse.SerializeToString,
+            ),
+            'SetTaskModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTaskModel,
+                    request_deserializer=llmgateway_dot_v1_dot_control__pb2.SetTaskModelRequest.FromString,
+                    response_serializer=llmgateway_dot_v1_dot_control__pb2.SetTaskModelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -675,6 +748,114 @@ class ControlService:
             '/llmgateway.v1.ControlService/EvaluateGoNoGo',
             llmgateway_dot_v1_dot_control__pb2.EvaluateGoNoGoRequest.SerializeToString,
             llmgateway_dot_v1_dot_control__pb2.EvaluateGoNoGoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetGpuStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmgateway.v1.ControlService/GetGpuStatus',
+            llmgateway_dot_v1_dot_control__pb2.GetGpuStatusRequest.SerializeToString,
+            llmgateway_dot_v1_dot_control__pb2.GetGpuStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchGpuStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/llmgateway.v1.ControlService/WatchGpuStatus',
+            llmgateway_dot_v1_dot_control__pb2.WatchGpuStatusRequest.SerializeToString,
+            llmgateway_dot_v1_dot_control__pb2.WatchGpuStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SelectModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmgateway.v1.ControlService/SelectModel',
+            llmgateway_dot_v1_dot_control__pb2.SelectModelRequest.SerializeToString,
+            llmgateway_dot_v1_dot_control__pb2.SelectModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTaskModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmgateway.v1.ControlService/SetTaskModel',
+            llmgateway_dot_v1_dot_control__pb2.SetTaskModelRequest.SerializeToString,
+            llmgateway_dot_v1_dot_control__pb2.SetTaskModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

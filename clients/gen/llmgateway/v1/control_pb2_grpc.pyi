@@ -68,6 +68,22 @@ class ControlServiceStub:
     """GetShadowReport aggregates the shadow comparisons routers reported."""
     EvaluateGoNoGo: _grpc.UnaryUnaryMultiCallable[_control_pb2.EvaluateGoNoGoRequest, _control_pb2.EvaluateGoNoGoResponse]
     """EvaluateGoNoGo evaluates the seed's go/no-go criteria for promotion to PRIMARY."""
+    GetGpuStatus: _grpc.UnaryUnaryMultiCallable[_control_pb2.GetGpuStatusRequest, _control_pb2.GetGpuStatusResponse]
+    """GetGpuStatus returns the latest GPU telemetry sample (NVML), or why there is none."""
+    WatchGpuStatus: _grpc.UnaryStreamMultiCallable[_control_pb2.WatchGpuStatusRequest, _control_pb2.WatchGpuStatusResponse]
+    """WatchGpuStatus streams the latest sample at once and then one update per poll, until the
+    client cancels or the service stops.
+    """
+    SelectModel: _grpc.UnaryUnaryMultiCallable[_control_pb2.SelectModelRequest, _control_pb2.SelectModelResponse]
+    """SelectModel picks the largest candidate model of a task that fits a VRAM budget and the
+    GPU's free memory (less the configured headroom), and says why.
+    """
+    SetTaskModel: _grpc.UnaryUnaryMultiCallable[_control_pb2.SetTaskModelRequest, _control_pb2.SetTaskModelResponse]
+    """SetTaskModel assigns a catalogue model to a task. When GPU telemetry is available and the
+    model cannot fit on the GPU for an engine that would serve the task, the call fails with
+    FAILED_PRECONDITION (ErrorInfo reason VRAM_INSUFFICIENT, subject "model") unless force is
+    set; a forced change is audited as "force_set_task_model" and needs meta.reason.
+    """
 
 @_typing.type_check_only
 class ControlServiceAsyncStub(ControlServiceStub):
@@ -109,6 +125,22 @@ class ControlServiceAsyncStub(ControlServiceStub):
     """GetShadowReport aggregates the shadow comparisons routers reported."""
     EvaluateGoNoGo: _aio.UnaryUnaryMultiCallable[_control_pb2.EvaluateGoNoGoRequest, _control_pb2.EvaluateGoNoGoResponse]  # type: ignore[assignment]
     """EvaluateGoNoGo evaluates the seed's go/no-go criteria for promotion to PRIMARY."""
+    GetGpuStatus: _aio.UnaryUnaryMultiCallable[_control_pb2.GetGpuStatusRequest, _control_pb2.GetGpuStatusResponse]  # type: ignore[assignment]
+    """GetGpuStatus returns the latest GPU telemetry sample (NVML), or why there is none."""
+    WatchGpuStatus: _aio.UnaryStreamMultiCallable[_control_pb2.WatchGpuStatusRequest, _control_pb2.WatchGpuStatusResponse]  # type: ignore[assignment]
+    """WatchGpuStatus streams the latest sample at once and then one update per poll, until the
+    client cancels or the service stops.
+    """
+    SelectModel: _aio.UnaryUnaryMultiCallable[_control_pb2.SelectModelRequest, _control_pb2.SelectModelResponse]  # type: ignore[assignment]
+    """SelectModel picks the largest candidate model of a task that fits a VRAM budget and the
+    GPU's free memory (less the configured headroom), and says why.
+    """
+    SetTaskModel: _aio.UnaryUnaryMultiCallable[_control_pb2.SetTaskModelRequest, _control_pb2.SetTaskModelResponse]  # type: ignore[assignment]
+    """SetTaskModel assigns a catalogue model to a task. When GPU telemetry is available and the
+    model cannot fit on the GPU for an engine that would serve the task, the call fails with
+    FAILED_PRECONDITION (ErrorInfo reason VRAM_INSUFFICIENT, subject "model") unless force is
+    set; a forced change is audited as "force_set_task_model" and needs meta.reason.
+    """
 
 class ControlServiceServicer(metaclass=_abc_1.ABCMeta):
     """ControlService owns the desired state of every router: flags, the migration phase and the
@@ -231,5 +263,45 @@ class ControlServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_control_pb2.EvaluateGoNoGoResponse, _abc.Awaitable[_control_pb2.EvaluateGoNoGoResponse]]:
         """EvaluateGoNoGo evaluates the seed's go/no-go criteria for promotion to PRIMARY."""
+
+    @_abc_1.abstractmethod
+    def GetGpuStatus(
+        self,
+        request: _control_pb2.GetGpuStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.GetGpuStatusResponse, _abc.Awaitable[_control_pb2.GetGpuStatusResponse]]:
+        """GetGpuStatus returns the latest GPU telemetry sample (NVML), or why there is none."""
+
+    @_abc_1.abstractmethod
+    def WatchGpuStatus(
+        self,
+        request: _control_pb2.WatchGpuStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_control_pb2.WatchGpuStatusResponse], _abc.AsyncIterator[_control_pb2.WatchGpuStatusResponse]]:
+        """WatchGpuStatus streams the latest sample at once and then one update per poll, until the
+        client cancels or the service stops.
+        """
+
+    @_abc_1.abstractmethod
+    def SelectModel(
+        self,
+        request: _control_pb2.SelectModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.SelectModelResponse, _abc.Awaitable[_control_pb2.SelectModelResponse]]:
+        """SelectModel picks the largest candidate model of a task that fits a VRAM budget and the
+        GPU's free memory (less the configured headroom), and says why.
+        """
+
+    @_abc_1.abstractmethod
+    def SetTaskModel(
+        self,
+        request: _control_pb2.SetTaskModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.SetTaskModelResponse, _abc.Awaitable[_control_pb2.SetTaskModelResponse]]:
+        """SetTaskModel assigns a catalogue model to a task. When GPU telemetry is available and the
+        model cannot fit on the GPU for an engine that would serve the task, the call fails with
+        FAILED_PRECONDITION (ErrorInfo reason VRAM_INSUFFICIENT, subject "model") unless force is
+        set; a forced change is audited as "force_set_task_model" and needs meta.reason.
+        """
 
 def add_ControlServiceServicer_to_server(servicer: ControlServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

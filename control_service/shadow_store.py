@@ -1,0 +1,177 @@
+"""The shadow comparisons routers report, kept for a bounded time and count, and the report
+``GetShadowReport`` answers from them.
+
+Each compared pair arrives in a router's ``StatsReport`` and is filed under the control
+service's clock when it arrives (as ``stats_windows`` does, so router clock skew cannot move a
+pair between windows). The store keeps at most ``max_pairs`` pairs (oldest out first) and none
+older than ``retention_s``. Routers send a uniform sample of at most N pairs per report and an
+exact count of dropped mirrors with a (sampled) entry per drop; the exact count is spread over
+the task/model groups of those entries in proportion, so per-group drop counts stay exact below
+the routers' per-report bound and unbiased above it.
+
+The report, per task and model: pairs, dropped mirrors, success rates, and medians or deciles of
+the figures of pairs where both sides succeeded (a failed side has no comparable text or timing);
+the worst pairs by text similarity among those; and the shadow error rate over every pair.
+Quantiles interpolate linearly between closest ranks (numpy's default).
+
+Plain Python over the generated messages (protobuf, no grpc).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from clients.gen.llmgateway.v1 import common_pb2, control_pb2
+
+DEFAULT_WORST = 10
+
+GroupKey = tuple[int, str]  # (proto Task value, logical model)
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0..1) with linear interpolation between closest ranks; 0.0 when
+    there are no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    pos = q * (len(ordered) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def spread(total: int, weights: Counter[GroupKey]) -> dict[GroupKey, int]:
+    """``total`` split over ``weights`` in proportion, in whole numbers that add up to ``total``
+    (largest remainder; ties by key)."""
+    n = sum(weights.values())
+    if n == 0:
+        return {}
+    shares = {k: total * w / n for k, w in weights.items()}
+    out = {k: math.floor(v) for k, v in shares.items()}
+    left = total - sum(out.values())
+    for k in sorted(shares, key=lambda k: (out[k] - shares[k], k))[:left]:
+        out[k] += 1
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Pair:
+    at: float
+    router_id: str
+    msg: control_pb2.ShadowComparison
+
+
+@dataclass(frozen=True, slots=True)
+class _Drops:
+    at: float
+    key: GroupKey
+    count: int
+
+
+class ShadowStore:
+    """Bounded, time-windowed shadow comparisons. Single-threaded (the event loop's)."""
+
+    def __init__(
+        self,
+        retention_s: float = 900.0,
+        max_pairs: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._retention_s = retention_s
+        self._clock = clock
+        self._pairs: deque[_Pair] = deque(maxlen=max_pairs)
+        self._drops: deque[_Drops] = deque(maxlen=max_pairs)
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def add(self, router_id: str, report: control_pb2.StatsReport) -> None:
+        """File the comparisons and drops of one router's stats report."""
+        now = self._clock()
+        dropped: Counter[GroupKey] = Counter()
+        for c in report.shadow_comparisons:
+            if c.dropped:
+                dropped[(c.task, c.model)] += 1
+            else:
+                self._pairs.append(_Pair(now, router_id, c))
+        total = max(report.shadow_dropped, sum(dropped.values()))
+        if total and not dropped:
+            dropped[(common_pb2.TASK_UNSPECIFIED, "")] = 1  # counted, but no entry came
+        for key, count in spread(total, dropped).items():
+            if count:
+                self._drops.append(_Drops(now, key, count))
+        self._evict(now)
+
+    def _evict(self, now: float) -> None:
+        horizon = now - self._retention_s
+        while self._pairs and self._pairs[0].at < horizon:
+            self._pairs.popleft()
+        while self._drops and self._drops[0].at < horizon:
+            self._drops.popleft()
+
+    def report(
+        self, window_s: float = 0.0, worst: int = DEFAULT_WORST
+    ) -> control_pb2.GetShadowReportResponse:
+        """Comparisons of the last ``window_s`` seconds (0: everything retained)."""
+        now = self._clock()
+        self._evict(now)
+        since = now - window_s if window_s > 0 else -math.inf
+        pairs = [p.msg for p in self._pairs if p.at >= since]
+        drops: Counter[GroupKey] = Counter()
+        for d in self._drops:
+            if d.at >= since:
+                drops[d.key] += d.count
+        by_group: dict[GroupKey, list[control_pb2.ShadowComparison]] = {}
+        for msg in pairs:
+            by_group.setdefault((msg.task, msg.model), []).append(msg)
+        keys = sorted(by_group.keys() | drops.keys())
+        out = control_pb2.GetShadowReportResponse(
+            groups=[_group(k, by_group.get(k, []), drops[k]) for k in keys],
+            shadow_error_rate=_rate(pairs, lambda m: not m.shadow_ok),
+        )
+        both = [m for m in pairs if m.primary_ok and m.shadow_ok]
+        # Lowest similarity first; among equals, the latest (stable sort over arrival order).
+        ranked = sorted(reversed(both), key=lambda m: m.text_similarity)
+        out.worst_pairs.extend(ranked[:worst])
+        return out
+
+
+def _rate(
+    msgs: Sequence[control_pb2.ShadowComparison],
+    pred: Callable[[control_pb2.ShadowComparison], bool],
+) -> float:
+    return sum(1 for m in msgs if pred(m)) / len(msgs) if msgs else 0.0
+
+
+def _p50(values: Iterable[float]) -> float:
+    return quantile(list(values), 0.5)
+
+
+def _group(
+    key: GroupKey, msgs: list[control_pb2.ShadowComparison], dropped: int
+) -> control_pb2.ShadowGroupReport:
+    both = [m for m in msgs if m.primary_ok and m.shadow_ok]
+    similarity = [m.text_similarity for m in both]
+    return control_pb2.ShadowGroupReport(
+        task=common_pb2.Task.ValueType(key[0]),
+        model=key[1],
+        pairs=len(msgs),
+        dropped=dropped,
+        primary_success_rate=_rate(msgs, lambda m: m.primary_ok),
+        shadow_success_rate=_rate(msgs, lambda m: m.shadow_ok),
+        ttft_delta_ms_p50=_p50(m.shadow_ttft_ms - m.primary_ttft_ms for m in both),
+        tokens_per_second_delta_p50=_p50(
+            m.shadow_tokens_per_second - m.primary_tokens_per_second for m in both
+        ),
+        similarity_p10=quantile(similarity, 0.1),
+        similarity_p50=quantile(similarity, 0.5),
+        similarity_p90=quantile(similarity, 0.9),
+        length_ratio_p50=_p50(m.length_ratio for m in both),
+        embedding_cosine_p50=_p50(
+            m.embedding_cosine for m in both if m.HasField("embedding_cosine")
+        ),
+    )

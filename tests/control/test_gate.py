@@ -1,0 +1,448 @@
+"""The go/no-go gate: criteria and verdicts with plain data, the golden-query format and checks,
+golden runs through a real router pinned to a simulated vLLM, and the gate over gRPC guarding
+promotion to PHASE_PRIMARY."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+
+from clients.gen.llmgateway.v1 import common_pb2, control_pb2, control_pb2_grpc
+from control_service.app import start_control
+from control_service.errors import InvalidChange, TransitionError
+from control_service.rollback import _jsonschema, gate, golden
+from control_service.rollback.gate import (
+    Criterion,
+    GateInputs,
+    GateThresholds,
+    Verdict,
+    VramObservation,
+)
+from control_service.rollback.golden import GoldenFileError, GoldenRun, QueryResult
+from control_service.rollback.golden_runner import GoldenRunner
+from control_service.state import Migration, Phase
+from control_service.stats_windows import Aggregate, Histogram
+from router_service.app import RouterApp, start_router
+from router_service.settings import RouterSettings
+from router_service.sim import Flavor, RunningSimulator, SimConfig, start_simulator
+from tests.control.conftest import (
+    Control,
+    Engines,
+    RawRouter,
+    error_info,
+    make_settings,
+    meta,
+    wait_until,
+)
+
+GOLDEN_FILE = Path(__file__).resolve().parents[2] / "deploy" / "golden_queries.yaml"
+BOUNDS = (1000.0, 5000.0, 10000.0, 20000.0)
+T = GateThresholds(min_requests=10, vram_window_s=3600)
+NOW = 10_000.0
+GOOD_RUN = GoldenRun(NOW - 30, (QueryResult("a", True), QueryResult("b", True)))
+STABLE = VramObservation(
+    covered_s=4000,
+    samples=400,
+    first_used_bytes=20 * 2**30,
+    last_used_bytes=20 * 2**30 + 2**28,
+    peak_used_bytes=21 * 2**30,
+    total_bytes=24 * 2**30,
+)
+
+
+def lat(*counts: int) -> Histogram:
+    return Histogram(BOUNDS, list(counts))
+
+
+def inputs(**kw: object) -> GateInputs:
+    base: dict[str, object] = {
+        "window_seconds": 900,
+        "now": NOW,
+        "vllm": {"analysis": Aggregate(requests=100, ttft_ms=lat(100, 0, 0, 0, 0))},
+        "vllm_shadow": Aggregate(requests=200, errors=1),
+        "golden": GOOD_RUN,
+        "vram": STABLE,
+    }
+    base.update(kw)
+    return GateInputs(**base)  # type: ignore[arg-type]
+
+
+def by_name(result: gate.GateResult) -> dict[str, Criterion]:
+    return {c.name: c for c in result.criteria}
+
+
+# --- verdicts -------------------------------------------------------------------------------
+
+
+def test_go_when_every_criterion_is_go() -> None:
+    result = gate.evaluate(T, inputs())
+    assert result.verdict is Verdict.GO
+    c = by_name(result)
+    assert [x.verdict for x in result.criteria] == [Verdict.GO] * 4
+    assert c["golden_queries"].value == "2/2 passed (30s ago)"
+    assert c["latency_p95"].value.startswith("generate TTFT p95 ")
+    assert c["latency_p95"].threshold == "GO < 5000 ms, NO-GO > 10000 ms"
+    assert c["shadow_error_rate"].value == "0.50% (1/200)"
+    assert result.summary() == "GO"
+
+
+@pytest.mark.parametrize(
+    ("change", "criterion"),
+    [
+        ({"golden": GoldenRun(NOW, (QueryResult("a", True), QueryResult("b", False, ("x",))))},
+         "golden_queries"),
+        ({"vllm": {"analysis": Aggregate(requests=20, ttft_ms=lat(0, 0, 0, 20, 0))}},
+         "latency_p95"),
+        ({"vllm": {"embedding": Aggregate(requests=20, total_ms=lat(0, 0, 0, 0, 20))}},
+         "latency_p95"),
+        ({"vllm_shadow": Aggregate(requests=100, errors=6)}, "shadow_error_rate"),
+        ({"vram": VramObservation(10, 2, 1, 1, 1, 2, oom_events=1)}, "vram"),
+    ],
+)  # fmt: skip
+def test_any_no_go_makes_the_gate_no_go(change: dict[str, object], criterion: str) -> None:
+    result = gate.evaluate(T, inputs(**change))
+    assert result.verdict is Verdict.NO_GO
+    assert [c.name for c in result.criteria if c.verdict is Verdict.NO_GO] == [criterion]
+
+
+@pytest.mark.parametrize(
+    ("change", "criterion", "detail"),
+    [
+        ({"golden": None}, "golden_queries", "have not run yet"),
+        ({"golden": GoldenRun(NOW, problem="router at x did not answer")}, "golden_queries",
+         "did not answer"),
+        ({"vllm": {}}, "latency_p95", "no vLLM traffic in the window: hold"),
+        ({"vllm": {"analysis": Aggregate(requests=9, ttft_ms=lat(9, 0, 0, 0, 0))}},
+         "latency_p95", "9 samples < 10"),
+        # p95 between 5 s and 10 s: neither GO nor NO-GO.
+        ({"vllm": {"analysis": Aggregate(requests=20, ttft_ms=lat(0, 0, 20, 0, 0))}},
+         "latency_p95", "between the GO and NO-GO lines"),
+        ({"vllm_shadow": None}, "shadow_error_rate", "shadow_during_split"),
+        ({"vllm_shadow": Aggregate(requests=100, errors=3)}, "shadow_error_rate",
+         "between the GO and NO-GO lines"),
+        ({"vram": None}, "vram", "no GPU telemetry"),
+        ({"vram": VramObservation(600, 60, 1, 1, 1, 10)}, "vram", "observed too briefly"),
+        ({"vram": VramObservation(4000, 60, 1, 3, 3, 10)}, "vram", "usage is growing"),
+    ],
+)  # fmt: skip
+def test_missing_or_borderline_data_is_inconclusive(
+    change: dict[str, object], criterion: str, detail: str
+) -> None:
+    result = gate.evaluate(T, inputs(**change))
+    assert result.verdict is Verdict.INCONCLUSIVE
+    c = by_name(result)[criterion]
+    assert c.verdict is Verdict.INCONCLUSIVE
+    assert detail in c.detail
+
+
+def test_no_go_beats_inconclusive_and_the_summary_names_both() -> None:
+    result = gate.evaluate(T, inputs(vram=None, vllm_shadow=Aggregate(requests=50, errors=10)))
+    assert result.verdict is Verdict.NO_GO
+    assert result.summary() == (
+        "NO-GO (shadow_error_rate NO-GO: 20.00% (10/50); vram INCONCLUSIVE: no GPU telemetry)"
+    )
+
+
+def test_promotion_is_refused_unless_go_or_forced_with_a_reason() -> None:
+    split70 = Migration(phase=Phase.SPLIT, split_weight_percent=70)
+    assert gate.reaches_primary(split70, Migration(phase=Phase.PRIMARY, split_weight_percent=100))
+    assert not gate.reaches_primary(Migration(), Migration(phase=Phase.SHADOW))
+    go = gate.evaluate(T, inputs())
+    assert gate.promotion_reason(go, False, "ready") == "ready"
+    no = gate.evaluate(T, inputs(vram=None))
+    with pytest.raises(TransitionError, match="the go/no-go gate says INCONCLUSIVE"):
+        gate.promotion_reason(no, False, "ready")
+    with pytest.raises(InvalidChange):
+        gate.promotion_reason(no, True, "  ")
+    assert gate.promotion_reason(no, True, "GPU checked by hand") == (
+        "forced past the go/no-go gate, INCONCLUSIVE (vram INCONCLUSIVE: no GPU telemetry): "
+        "GPU checked by hand"
+    )
+
+
+# --- golden queries: format and checks ------------------------------------------------------
+
+
+def test_the_shipped_golden_file_parses() -> None:
+    queries = golden.loads(GOLDEN_FILE.read_text())
+    assert len(queries) >= 3
+    assert all(q.temperature == 0 and q.seed == 7 for q in queries)
+
+
+def test_checks() -> None:
+    q = golden.GoldenQuery(
+        "q",
+        "p",
+        golden.Checks(
+            min_length=5,
+            max_length=60,
+            contains=("Paris",),
+            not_contains=("London",),
+            regex=(r"^\w+",),
+            ignore_case=True,
+            reference="the capital is paris",
+            min_similarity=0.5,
+        ),
+    )
+    assert golden.check_answer(q, "The capital is PARIS.") == ()
+    failures = golden.check_answer(q, "-- london, not it")
+    assert failures == (
+        "does not contain 'Paris'",
+        "contains 'London'",
+        "does not match '^\\\\w+'",
+        "similarity 0.00 to the reference < min_similarity 0.5",
+    )
+    assert golden.check_answer(q, "x" * 61)[0] == "length 61 > max_length 60"
+    assert golden.similarity("a b c d", "a b x d") == pytest.approx(0.75)
+
+
+def test_json_schema_subset() -> None:
+    schema = {
+        "type": "object",
+        "required": ["intent", "confidence"],
+        "additionalProperties": False,
+        "properties": {
+            "intent": {"type": "string", "enum": ["account", "billing"]},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            "tags": {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 2},
+        },
+    }
+    assert _jsonschema.check_schema(schema) == []
+    q = golden.GoldenQuery("q", "p", golden.Checks(json_schema=schema))
+    good = '```json\n{"intent": "account", "confidence": 0.9, "tags": ["a"]}\n```'
+    assert golden.check_answer(q, good) == ()
+    bad = '{"intent": "other", "confidence": true, "tags": ["", "b", "c"], "x": 1}'
+    assert golden.check_answer(q, bad) == (
+        "json_schema: $.intent: 'other' is not one of ['account', 'billing']",
+        "json_schema: $.confidence: expected number, got bool",
+        "json_schema: $.tags: more than 2 items",
+        "json_schema: $.tags[0]: shorter than 1 characters",
+        "json_schema: $.x: no value is allowed here",
+    )
+    assert golden.check_answer(q, "not json")[0].startswith("not JSON: ")
+    assert _jsonschema.check_schema({"oneOf": []}) == [
+        "oneOf: unsupported keyword (supported: additionalProperties, anyOf, const, enum, "
+        "exclusiveMaximum, exclusiveMinimum, items, maxItems, maxLength, maximum, minItems, "
+        "minLength, minimum, pattern, properties, required, type)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[]", "the top level must be a mapping"),
+        ("queries: []", "queries: a non-empty list is required"),
+        ("queries: [{name: a, prompt: p}]", "queries[0].checks: needs at least one check"),
+        ("queries: [{name: a, prompt: p, checks: {regex: '('}}]", "queries[0].checks.regex[0]"),
+        ("queries: [{name: a, prompt: p, checks: {min_similarity: 0.5}}]", "needs a reference"),
+        ("queries: [{name: a, prompt: p, checks: {json_schema: {type: nope}}}]", "unknown type"),
+        ("queries: [{name: a, prompt: p, task: embedding, checks: {min_length: 1}}]",
+         "not embeddings"),
+        ("queries: [{name: a, prompt: p, checks: {min_length: 1}},"
+         " {name: a, prompt: q, checks: {min_length: 1}}]", "duplicate name(s) a"),
+        ("queries: [{name: a, prompt: p, checks: {shorter: 1}}]", "unknown check(s) shorter"),
+    ],
+)  # fmt: skip
+def test_golden_file_errors_name_the_entry(text: str, message: str) -> None:
+    with pytest.raises(GoldenFileError) as exc:
+        golden.loads(text)
+    assert message in str(exc.value)
+
+
+# --- golden runs through a real router pinned to vLLM ---------------------------------------
+
+
+@dataclass
+class Stack:
+    ollama: RunningSimulator
+    vllm: RunningSimulator
+    router: RouterApp
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.router.port}"
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[Stack]:
+    ollama = await start_simulator(SimConfig(flavor=Flavor.OLLAMA))
+    vllm = await start_simulator(SimConfig(flavor=Flavor.VLLM))
+    router = await start_router(
+        RouterSettings(
+            host="127.0.0.1",
+            port=0,
+            ollama_base_url=ollama.base_url,
+            vllm_base_url=vllm.base_url,
+            retry_base_delay_s=0.001,
+            retry_max_delay_s=0.002,
+        )
+    )
+    yield Stack(ollama, vllm, router)
+    await router.stop(0)
+    await ollama.stop()
+    await vllm.stop()
+
+
+async def test_golden_run_passes_on_the_simulated_vllm_and_fails_when_it_errs(
+    stack: Stack,
+) -> None:
+    runner = GoldenRunner(GOLDEN_FILE, stack.address, timeout_s=10)
+    run = await runner.run()
+    assert run.problem == ""
+    assert run.failed == ()
+    assert len(run.results) >= 3
+    assert gate.golden_queries(run, run.at).verdict is Verdict.GO
+    # The pin is strict: a failing vLLM fails the queries, Ollama never answers them.
+    stack.vllm.faults.update({"error_rate": 1.0, "error_status": 500})
+    run = await runner.run()
+    assert run.problem == ""
+    assert len(run.failed) == len(run.results)
+    assert run.failed[0].error.startswith("LLM_UNAVAILABLE: ")
+    assert stack.ollama.stats.requests_total == 0
+    assert gate.golden_queries(run, run.at).verdict is Verdict.NO_GO
+
+
+async def test_golden_run_without_a_router_or_file_is_not_a_failure(tmp_path: Path) -> None:
+    run = await GoldenRunner(GOLDEN_FILE, "127.0.0.1:1", timeout_s=2).run()
+    assert "did not answer (UNAVAILABLE" in run.problem
+    assert gate.golden_queries(run, run.at).verdict is Verdict.INCONCLUSIVE
+    run = await GoldenRunner(None, "127.0.0.1:1").run()
+    assert run.problem == "no golden_queries_file is configured"
+    broken = tmp_path / "g.yaml"
+    broken.write_text("queries: 3")
+    run = await GoldenRunner(broken, "127.0.0.1:1").run()
+    assert run.problem == f"{broken}: queries: a non-empty list is required"
+
+
+# --- the gate over gRPC ---------------------------------------------------------------------
+
+
+class FakeVram:
+    def __init__(self, observation: VramObservation | None) -> None:
+        self.observation = observation
+
+    async def vram(self, window_s: float) -> VramObservation | None:
+        return self.observation
+
+
+def _hist(values: list[int]) -> control_pb2.Histogram:
+    return control_pb2.Histogram(upper_bounds=[100, 1000, 5000, 10000], counts=values)
+
+
+def _stats(version: int, *, requests: int, errors: int, shadow: bool) -> control_pb2.StatsReport:
+    return control_pb2.StatsReport(
+        config_version=version,
+        stats=[
+            control_pb2.ProviderTaskStats(
+                provider=common_pb2.PROVIDER_VLLM,
+                task=common_pb2.TASK_ANALYSIS,
+                requests=requests,
+                errors=errors,
+                ttft_ms=_hist([requests, 0, 0, 0, 0]),
+                total_ms=_hist([0, requests, 0, 0, 0]),
+                shadow=shadow,
+            )
+        ],
+    )
+
+
+async def test_gate_over_grpc_guards_promotion_to_primary(tmp_path: Path, stack: Stack) -> None:
+    vram = FakeVram(None)
+    engines = Engines()
+    http = httpx.AsyncClient(transport=httpx.MockTransport(engines.handler))
+    settings = make_settings(
+        tmp_path / "c.db",
+        golden_queries_file=GOLDEN_FILE,
+        golden_router_address=stack.address,
+        gonogo_min_requests=10,
+        gonogo_vram_window_s=3600,
+        rollback_enabled=False,
+    )
+    app = await start_control(settings, http_client=http, vram_source=vram)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.port}")
+    control = Control(app, channel, control_pb2_grpc.ControlServiceStub(channel), engines, http)
+    stub = control.stub
+    try:
+        # No data at all: every criterion but VRAM... is inconclusive.
+        r = await stub.EvaluateGoNoGo(control_pb2.EvaluateGoNoGoRequest())
+        assert r.verdict == control_pb2.VERDICT_INCONCLUSIVE
+        assert [c.name for c in r.criteria] == [
+            "golden_queries",
+            "latency_p95",
+            "shadow_error_rate",
+            "vram",
+        ]
+        assert r.criteria[3].detail == "no GPU telemetry"
+        # Steps before PRIMARY are not gated.
+        await stub.Promote(control_pb2.PromoteRequest(meta=meta()))
+        snap = (await stub.Promote(control_pb2.PromoteRequest(meta=meta()))).snapshot
+        assert snap.migration.phase == control_pb2.PHASE_SPLIT
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await stub.Promote(control_pb2.PromoteRequest(meta=meta(), full=True))
+        assert exc.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert error_info(exc.value).reason == "ILLEGAL_TRANSITION"
+        assert "the go/no-go gate says INCONCLUSIVE" in (exc.value.details() or "")
+
+        # Prepare GO: a router reports healthy vLLM traffic, answered and mirrored, the golden
+        # queries pass on the simulated vLLM, and the VRAM source reports a stable GPU.
+        router = RawRouter(stub, "r1")
+        version = (await router.next_snapshot()).version
+        router.ack(version)
+        router.send(
+            control_pb2.RouterSessionRequest(
+                stats=_stats(version, requests=40, errors=0, shadow=False)
+            )
+        )
+        router.send(
+            control_pb2.RouterSessionRequest(
+                stats=_stats(version, requests=100, errors=0, shadow=True)
+            )
+        )
+        await wait_until(control, lambda: control.app.stats.reports_received == 2)
+        vram.observation = STABLE
+        r = await stub.EvaluateGoNoGo(control_pb2.EvaluateGoNoGoRequest(run_golden=True))
+        assert [c.verdict for c in r.criteria] == [control_pb2.VERDICT_GO] * 4, r
+        assert r.verdict == control_pb2.VERDICT_GO
+        snap = (await stub.Promote(control_pb2.PromoteRequest(meta=meta(), full=True))).snapshot
+        assert snap.migration.phase == control_pb2.PHASE_PRIMARY
+        event = (await stub.ListEvents(control_pb2.ListEventsRequest(page_size=1))).events[0]
+        assert (event.action, event.reason) == ("promote", "test")
+        assert json.loads(event.after_json)["evidence"]["gate"]["verdict"] == "GO"
+
+        # NO-GO (shadow errors over 5 %): refused, then forced with a reason, audited.
+        await stub.Undo(control_pb2.UndoRequest(meta=meta()))
+        router.send(
+            control_pb2.RouterSessionRequest(
+                stats=_stats(version, requests=100, errors=20, shadow=True)
+            )
+        )
+        await wait_until(control, lambda: control.app.stats.reports_received == 3)
+        r = await stub.EvaluateGoNoGo(control_pb2.EvaluateGoNoGoRequest())
+        assert r.verdict == control_pb2.VERDICT_NO_GO
+        assert r.criteria[2].value == "10.00% (20/200)"
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await stub.Promote(control_pb2.PromoteRequest(meta=meta()))
+        assert exc.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "NO-GO (shadow_error_rate NO-GO" in (exc.value.details() or "")
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await stub.Promote(control_pb2.PromoteRequest(meta=meta(reason=""), force=True))
+        assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        forced = await stub.Promote(
+            control_pb2.PromoteRequest(meta=meta(reason="accepted by on-call"), force=True)
+        )
+        assert forced.snapshot.migration.phase == control_pb2.PHASE_PRIMARY
+        event = (await stub.ListEvents(control_pb2.ListEventsRequest(page_size=1))).events[0]
+        assert event.reason.startswith("forced past the go/no-go gate, NO-GO (shadow_error_rate")
+        assert event.reason.endswith(": accepted by on-call")
+        evidence = json.loads(event.after_json)["evidence"]
+        assert evidence["forced"] is True
+        assert evidence["gate"]["criteria"][2]["verdict"] == "NO-GO"
+        router.close()
+    finally:
+        await control.close()
