@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint proto proto-check typecheck fmt bench clean
+.PHONY: run test lint proto proto-check typecheck fmt bench clean system-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,16 @@ run: $(STAMP)
 	$(PY) -m router_service.devstack
 
 ## test: lint, type checks, stale generated code, the full test suite
-test: $(STAMP) lint typecheck
+test: $(STAMP) system-deps lint typecheck
 	$(PY) -m pytest -q
+
+# Debian packages the tests run for real: Prometheus (observability tests scrape the services).
+system-deps:
+	@command -v prometheus >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends prometheus; \
+	  else echo "make test needs Debian's prometheus: sudo apt-get install prometheus" >&2; exit 1; fi; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -28,6 +28,8 @@ class WindowStats:
     errors: dict[str, int]
     ttft_p50_ms: float | None
     ttft_p99_ms: float | None
+    router_side_ttft_p50_ms: float | None
+    router_side_ttft_p99_ms: float | None
     gap_p50_ms: float | None
     gap_p99_ms: float | None
     tokens_per_s: float
@@ -67,6 +69,7 @@ async def measure_window(
     ok = [s for s in inside if s.ok]
     ttft = [t for s in ok if (t := s.ttft_s) is not None]
     gaps = [g for s in ok for g in s.gaps()]
+    inside_router = [t for s in ok if (t := s.router_ttft_s) is not None]
     errors: dict[str, int] = {}
     for s in inside:
         if s.error:
@@ -79,6 +82,8 @@ async def measure_window(
         errors=errors,
         ttft_p50_ms=_ms(percentile(ttft, 50)),
         ttft_p99_ms=_ms(percentile(ttft, 99)),
+        router_side_ttft_p50_ms=_ms(percentile(inside_router, 50)),
+        router_side_ttft_p99_ms=_ms(percentile(inside_router, 99)),
         gap_p50_ms=_ms(percentile(gaps, 50)),
         gap_p99_ms=_ms(percentile(gaps, 99)),
         tokens_per_s=round(win.tokens_in_window() / win.seconds, 1),

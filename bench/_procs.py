@@ -163,11 +163,16 @@ class Procs:
         ollama_url: str = "http://127.0.0.1:9",
         vllm_url: str = "http://127.0.0.1:9",
         env: dict[str, str] | None = None,
+        tree: Path = ROOT,
     ) -> Proc:
+        """A router process; ``tree`` is the checkout it runs from (``python -m`` imports
+        from the working directory first), so another revision can run beside this one."""
         cmd = [sys.executable, "-m", "router_service.main", "--port", "0"]
         cmd += ["--log-level", "WARNING"]
         extra = {"OLLAMA_BASE_URL": ollama_url, "VLLM_BASE_URL": vllm_url, **(env or {})}
-        return self._start("llm-router", _pinned(cmd, core), _ROUTER_RE, _clean_env(extra), 30)
+        return self._start(
+            f"llm-router ({tree})", _pinned(cmd, core), _ROUTER_RE, _clean_env(extra), 30, tree
+        )
 
     def litellm(self, core: int | None, models: dict[str, str], litellm_bin: str) -> Proc:
         """LiteLLM's proxy, one worker, no database, no callbacks, access log off, one

@@ -62,6 +62,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--streams", default="1,64,256", help="concurrency levels of the ttft phase")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--window", type=float, default=5.0, help="measuring window per path, s")
+    p.add_argument(
+        "--single-stream-factor",
+        type=float,
+        default=3.0,
+        help="windows at 1 stream are this many times longer (more samples)",
+    )
     p.add_argument("--warmup", type=float, default=1.0, help="seconds before each window")
     p.add_argument("--ttft-ms", type=float, default=20.0, help="engine's time to first token")
     p.add_argument("--itl-ms", type=float, default=10.0, help="engine's inter-token latency")
@@ -92,6 +98,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--py-spy-native",
         action="store_true",
         help="native frames too (C, syscalls); py-spy then pauses the router to sample it",
+    )
+    p.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="another checkout (e.g. a git worktree of main) whose router runs beside this "
+        "one as path 'base' in the ttft and throughput phases",
     )
     p.add_argument("--output", type=Path, help="write every figure as JSON")
     return p.parse_args(argv)
@@ -139,6 +151,15 @@ class Bench:
         if self.engine_core is not None:
             pin_self({self.engine_core})
         self.out: dict[str, Any] = {}
+        self.base: dict[str, Proc] = {}  # simulator address -> router of --baseline-tree
+
+    def routers(self, sim: Proc) -> Proc:
+        """This checkout's router for ``sim``, and the baseline's when asked for."""
+        if self.args.baseline_tree is not None:
+            self.base[sim.address] = self.procs.router(
+                self.relay_core, vllm_url=sim.address, env=_ROUTER_ENV, tree=self.args.baseline_tree
+            )
+        return self.procs.router(self.relay_core, vllm_url=sim.address, env=_ROUTER_ENV)
 
     def _timeout(self) -> float:
         return 300.0
@@ -154,6 +175,12 @@ class Bench:
             "direct": (direct, None),
             "router": (via_router, router.pid),
         }
+        base = self.base.get(sim.address)
+        if base is not None:
+            t["base"] = (
+                RouterTarget(base.address, "vllm", "qwen3:8b", timeout_s=300, record_arrivals=True),
+                base.pid,
+            )
         if litellm is not None and streams <= self.args.litellm_max_streams:
             url, key = litellm.address.split("|")
             t["litellm"] = (
@@ -181,6 +208,8 @@ class Bench:
     ) -> dict[str, Any]:
         """``rounds`` x every path, the order rotating each round; added latency per round."""
         a = self.args
+        # One stream finishes only a handful of requests in a window: give it more time.
+        window = a.window * a.single_stream_factor if streams == 1 else a.window
         rounds: list[dict[str, Any]] = []
         for r in range(a.rounds):
             targets = self.targets(sim, router, litellm, litellm_model, streams)
@@ -191,13 +220,13 @@ class Bench:
                 target, relay_pid = targets[path]
                 try:
                     ws = await _phases.measure_window(
-                        path, target, prompts, streams, a.warmup, a.window, relay_pid, sim.pid
+                        path, target, prompts, streams, a.warmup, window, relay_pid, sim.pid
                     )
                 finally:
                     await target.aclose()
                 got[path] = ws.to_json()
                 print(f"  {name} streams={streams} round={r + 1} {_line(ws)}", flush=True)
-            for path in ("router", "litellm"):
+            for path in ("router", "base", "litellm"):
                 if path in got:
                     for q in ("p50", "p99"):
                         rel, base = got[path][f"ttft_{q}_ms"], got["direct"][f"ttft_{q}_ms"]
@@ -211,8 +240,9 @@ class Bench:
         summary: dict[str, Any] = {"streams": streams, "rounds": rounds}
         for key in sorted({k for g in rounds for k in g if "_added_" in k or "_ratio" in k}):
             summary[key] = _median([g[key] for g in rounds if key in g])
-        for path in ("direct", "router", "litellm"):
-            for key in ("ttft_p50_ms", "ttft_p99_ms", "gap_p50_ms", "gap_p99_ms", "tokens_per_s",
+        for path in ("direct", "router", "base", "litellm"):
+            for key in ("ttft_p50_ms", "ttft_p99_ms", "router_side_ttft_p50_ms",
+                        "router_side_ttft_p99_ms", "gap_p50_ms", "gap_p99_ms", "tokens_per_s",
                         "relay_cpu_us_per_token", "relay_cpu_pct", "loadgen_cpu_pct",
                         "engine_cpu_pct"):  # fmt: skip
                 vals = [g[path][key] for g in rounds if path in g and g[path][key] is not None]
@@ -251,6 +281,7 @@ class Bench:
 def _line(ws: _phases.WindowStats) -> str:
     return (
         f"{ws.path:<8} req={ws.requests:<5} ttft p50={ws.ttft_p50_ms} p99={ws.ttft_p99_ms} "
+        f"(in router p50={ws.router_side_ttft_p50_ms}) "
         f"gap p50={ws.gap_p50_ms} tok/s={ws.tokens_per_s:,.0f} relay cpu={ws.relay_cpu_pct}% "
         f"({ws.relay_cpu_us_per_token} us/tok) loadgen={ws.loadgen_cpu_pct}% "
         f"engine={ws.engine_cpu_pct}% errors={ws.errors or 0}"
@@ -267,10 +298,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         sim_paced = router_paced = sim_burst = router_burst = litellm = None
         if needs_paced:
             sim_paced = procs.simulator("vllm", ec, _sim_args(args.ttft_ms, args.itl_ms, 2048))
-            router_paced = procs.router(rc, vllm_url=sim_paced.address, env=_ROUTER_ENV)
+            router_paced = b.routers(sim_paced)
         if "throughput" in phases:
             sim_burst = procs.simulator("vllm", ec, _sim_args(0, 0, 2048))
-            router_burst = procs.router(rc, vllm_url=sim_burst.address, env=_ROUTER_ENV)
+            router_burst = b.routers(sim_burst)
         litellm_bin = None if args.no_litellm else _litellm_bin(args)
         if "ttft" in phases and litellm_bin is not None and sim_paced is not None:
             print("starting LiteLLM's proxy (takes ~15 s)...", flush=True)
@@ -320,8 +351,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     ),
                 )  # fmt: skip
                 await target.aclose()
-            procs.stop(router_burst)
-            procs.stop(sim_burst)
+            for proc in (router_burst, b.base.pop(sim_burst.address, None), sim_burst):
+                if proc is not None:
+                    procs.stop(proc)
 
         if "embed" in phases and sim_paced and router_paced:
             rounds = []
@@ -350,7 +382,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "added_p50_ms": _median([r["added_p50_ms"] for r in rounds]),
                 "added_p99_ms": _median([r["added_p99_ms"] for r in rounds]),
             }
-        for proc in (router_paced, sim_paced):
+        base_paced = b.base.pop(sim_paced.address, None) if sim_paced else None
+        for proc in (router_paced, base_paced, sim_paced):
             if proc is not None:
                 procs.stop(proc)
 
@@ -428,6 +461,16 @@ def verdicts(out: dict[str, Any]) -> list[tuple[str, Any, str, bool | None]]:
         ratio = w.get("router_direct_ratio")
         if ratio is not None and streams == 256:
             rows.append(("router/direct tok/s @256 (paced)", ratio, ">= 0.95", ratio >= 0.95))
+        inside = w.get("router_router_side_ttft_p50_ms")
+        if inside is not None:
+            rows.append((f"TTFT inside the router p50 @{streams}", inside, "engine's + ~0", None))
+        if "base_added_ttft_p50_ms" in w:
+            now = f"{w.get('router_added_ttft_p50_ms')} / {w.get('router_added_ttft_p99_ms')} ms"
+            was = f"{w.get('base_added_ttft_p50_ms')} / {w.get('base_added_ttft_p99_ms')} ms"
+            rows.append((f"added TTFT p50/p99 @{streams}: now", now, f"base {was}", None))
+            cpu = f"{w.get('router_relay_cpu_us_per_token')} us"
+            base_cpu = f"base {w.get('base_relay_cpu_us_per_token')} us"
+            rows.append((f"router CPU per token @{streams}: now", cpu, base_cpu, None))
         g_r, g_d = w.get("router_gap_p50_ms"), w.get("direct_gap_p50_ms")
         if g_r is not None and g_d is not None:
             rows.append((f"gap p50 router/direct @{streams}", f"{g_r} / {g_d} ms", "equal", None))
@@ -437,6 +480,9 @@ def verdicts(out: dict[str, Any]) -> list[tuple[str, Any, str, bool | None]]:
         rows.append(("router tok/s (ITL 0)", v, ">= 50,000", None if v is None else v >= 50_000))
         v = t.get("router_direct_ratio")
         rows.append(("router/direct tok/s (ITL 0)", v, ">= 0.95", None if v is None else v >= 0.95))
+        if "base_tokens_per_s" in t:
+            rows.append(("router tok/s (ITL 0): now", t.get("router_tokens_per_s"),
+                         f"base {t['base_tokens_per_s']}", None))  # fmt: skip
     e = out.get("embed")
     if e:
         added = f"{e['added_p50_ms']} / {e['added_p99_ms']} ms"

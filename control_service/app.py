@@ -10,6 +10,8 @@ import grpc
 import httpx
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CollectorRegistry
 
 from control_service import convert
 from control_service.auth import BearerAuthInterceptor
@@ -28,6 +30,15 @@ from control_service.shadow_store import ShadowStore
 from control_service.state import default_state
 from control_service.stats_windows import StatsWindows
 from control_service.store import SqliteStore, StateStore
+from control_service.telemetry import ControlStateCollector, RollbackObserver, VllmMetricsReader
+from router_service.telemetry import (
+    MetricsServer,
+    build_tracer_provider,
+    get_tracer,
+    server_interceptors,
+    start_metrics_server,
+    tracing_endpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +74,26 @@ class ControlApp:
     rollback: RollbackLoop | None = field(default=None, kw_only=True)
     gonogo: GoNoGo | None = field(default=None, kw_only=True)
     shadow: ShadowStore | None = field(default=None, kw_only=True)
+    # Observability: the Prometheus registry, its endpoint, the vLLM metrics reader, tracing.
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry, kw_only=True)
+    metrics_server: MetricsServer | None = field(default=None, kw_only=True)
+    vllm_metrics: VllmMetricsReader | None = field(default=None, kw_only=True)
+    tracer_provider: TracerProvider | None = field(default=None, kw_only=True)
+    own_tracer_provider: bool = field(default=False, kw_only=True)
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self.metrics_server.port if self.metrics_server is not None else None
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, end router sessions (UNAVAILABLE, so they reconnect), let unary
         calls finish within ``grace`` seconds, then close the store and the HTTP client."""
         if self.rollback is not None:
             await self.rollback.stop()
+        if self.vllm_metrics is not None:
+            await self.vllm_metrics.stop()
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
         await self.health.enter_graceful_shutdown()
         self.hub.shutdown()
         # Ends WatchGpuStatus streams (their generators return) before the server waits on them.
@@ -78,6 +103,8 @@ class ControlApp:
         if self._own_http_client:
             await self.http_client.aclose()
         await self.store.close()
+        if self.tracer_provider is not None and self.own_tracer_provider:
+            self.tracer_provider.shutdown()
 
 
 def server_credentials(settings: ControlSettings) -> grpc.ServerCredentials | None:
@@ -99,6 +126,7 @@ async def start_control(
     http_client: httpx.AsyncClient | None = None,
     gpu_backend: GpuBackend | None = None,
     vram_source: VramSource | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> ControlApp:
     """Start the control service on ``settings.host:settings.port`` (port 0 picks a free one).
     ``store`` defaults to SQLite at ``settings.db_path``; ``http_client`` (for engine probes)
@@ -106,9 +134,15 @@ async def start_control(
     the one ``settings.gpu_backend`` names; ``vram_source`` feeds the go/no-go gate's VRAM
     criterion (default: the GPU monitor's history; no telemetry: INCONCLUSIVE, "no GPU
     telemetry")."""
+    own_tp = tracer_provider is None
+    if tracer_provider is None:
+        tracer_provider = build_tracer_provider(
+            "llm-control", tracing_endpoint(settings.otlp_endpoint)
+        )
+    tracer = get_tracer(tracer_provider)
     store = store if store is not None else SqliteStore(settings.db_path)
     hub = Hub()
-    controller = Controller(store, hub, convert.encode_session_snapshot)
+    controller = Controller(store, hub, convert.encode_session_snapshot, tracer)
     try:
         snap = await controller.start(default_state(tuple(settings.split_steps)))
     except BaseException:
@@ -161,7 +195,10 @@ async def start_control(
         controller, hub, stats, aggregator, gpu=gpu, gonogo=gonogo, shadow=shadow
     )
     server = grpc.aio.server(
-        interceptors=[BearerAuthInterceptor(settings.auth_token, settings.router_token)],
+        interceptors=[
+            *server_interceptors(tracer_provider),
+            BearerAuthInterceptor(settings.auth_token, settings.router_token),
+        ],
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -191,8 +228,27 @@ async def start_control(
             await client.aclose()
         raise
     await gpu_monitor.start()
+    registry = CollectorRegistry()
     if rollback is not None:
+        rollback.observers.append(RollbackObserver(registry, tracer))
         rollback.start()
+    vllm_metrics = VllmMetricsReader(
+        client, settings.vllm_base_url, settings.vllm_metrics_interval_s
+    )
+    registry.register(ControlStateCollector(controller, hub, gpu_monitor, vllm_metrics))
+    try:
+        metrics_server = await start_metrics_server(registry, settings.host, settings.metrics_port)
+    except BaseException:
+        if rollback is not None:
+            await rollback.stop()
+        await server.stop(0)
+        await gpu_monitor.stop()
+        await store.close()
+        if own_client:
+            await client.aclose()
+        raise
+    if metrics_server is not None:
+        vllm_metrics.start()
     await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     log.info(
@@ -219,4 +275,9 @@ async def start_control(
         rollback=rollback,
         gonogo=gonogo,
         shadow=shadow,
+        registry=registry,
+        metrics_server=metrics_server,
+        vllm_metrics=vllm_metrics,
+        tracer_provider=tracer_provider,
+        own_tracer_provider=own_tp,
     )

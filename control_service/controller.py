@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from opentelemetry import trace
+
 from control_service import phases, validation
 from control_service.hub import Hub
 from control_service.state import (
@@ -28,7 +30,15 @@ DEFAULT_ACTOR = "anonymous"
 class Controller:
     """Owns the current :class:`Snapshot`; every change goes through :meth:`change`."""
 
-    def __init__(self, store: StateStore, hub: Hub, encode: Callable[[Snapshot], bytes]) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        hub: Hub,
+        encode: Callable[[Snapshot], bytes],
+        tracer: trace.Tracer | None = None,
+    ) -> None:
+        # A span per config change (what pushes a new version to every router).
+        self._tracer = tracer or trace.NoOpTracer()
         self.store = store
         self.hub = hub
         self._encode = encode
@@ -71,10 +81,18 @@ class Controller:
             validation.check(new)
             return Change(new, meta.actor or DEFAULT_ACTOR, action, meta.reason, evidence)
 
-        snap, _ = await self.store.commit(meta.expected_version, mutate)
-        # Also publishes a newer version another writer of the same store committed.
-        self._publish(snap)
-        return snap
+        with self._tracer.start_as_current_span(
+            f"config.change {action}",
+            attributes={"llmgateway.config.action": action, "llmgateway.actor": meta.actor},
+        ) as span:
+            before = self.current.version
+            snap, _ = await self.store.commit(meta.expected_version, mutate)
+            # Also publishes a newer version another writer of the same store committed.
+            self._publish(snap)
+            span.set_attribute("llmgateway.config.version", snap.version)
+            span.set_attribute("llmgateway.config.changed", snap.version != before)
+            span.set_attribute("llmgateway.routers_connected", self.hub.connected)
+            return snap
 
     async def migrate(self, verb: phases.Verb, meta: ChangeMeta) -> Snapshot:
         """One operator verb of the phase machine (promote, set_weight, pause, ...)."""

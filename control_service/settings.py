@@ -121,6 +121,14 @@ class ControlSettings(BaseSettings):
     gpu_stability_min_coverage: float = Field(default=0.9, ge=0, le=1)
     gpu_stability_min_samples: int = Field(default=10, ge=2)
 
+    # Observability (docs/observability.md). Tracing exports over OTLP gRPC to this endpoint,
+    # else to OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT; neither set (or OTEL_SDK_DISABLED=true): off.
+    otlp_endpoint: str = ""
+    # Prometheus /metrics on host:metrics_port (0 picks a free port; None or negative: off).
+    metrics_port: int | None = Field(default=None, le=65535)
+    # vLLM's own /metrics is read this often (cache hit rate, queue depth); 0: never.
+    vllm_metrics_interval_s: float = Field(default=5.0, ge=0)
+
     @classmethod
     def settings_customise_sources(
         cls,

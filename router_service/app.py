@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CollectorRegistry
 
 from clients.gen.llmgateway.v1 import router_pb2, router_pb2_grpc
 from router_service.breaker import BreakerPolicy, Breakers
@@ -40,6 +42,20 @@ from router_service.settings import RouterSettings
 from router_service.shadow import MirrorOptions, ShadowMirror
 from router_service.stats import RouterStats
 from router_service.status import StatusView
+from router_service.telemetry import (
+    GenAIObserver,
+    MetricsServer,
+    RouterMetrics,
+    RouterStateCollector,
+    RouterStateReaders,
+    build_tracer_provider,
+    client_interceptors,
+    get_tracer,
+    instrument_http_client,
+    server_interceptors,
+    start_metrics_server,
+    tracing_endpoint,
+)
 from router_service.values import ProviderName
 
 log = logging.getLogger(__name__)
@@ -47,26 +63,24 @@ log = logging.getLogger(__name__)
 SERVICE_NAME: str = router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name
 
 
-def build_providers(settings: RouterSettings) -> dict[ProviderName, Provider]:
+def build_providers(
+    settings: RouterSettings, tracer_provider: TracerProvider | None = None
+) -> dict[ProviderName, Provider]:
     limits = ProviderLimits(settings.connect_timeout_s, settings.read_timeout_s)
     vllm_headers = (
         {"authorization": f"Bearer {settings.vllm_api_key}"} if settings.vllm_api_key else None
     )
+    ollama = build_http_client(
+        settings.ollama_base_url, limits, settings.max_connections_per_backend
+    )
+    vllm = build_http_client(
+        settings.vllm_base_url, limits, settings.max_connections_per_backend, headers=vllm_headers
+    )
+    for client in (ollama, vllm):
+        instrument_http_client(client, tracer_provider)
     return {
-        "ollama": OllamaProvider(
-            build_http_client(
-                settings.ollama_base_url, limits, settings.max_connections_per_backend
-            ),
-            keep_alive=settings.ollama_keep_alive,
-        ),
-        "vllm": OpenAICompatProvider(
-            build_http_client(
-                settings.vllm_base_url,
-                limits,
-                settings.max_connections_per_backend,
-                headers=vllm_headers,
-            )
-        ),
+        "ollama": OllamaProvider(ollama, keep_alive=settings.ollama_keep_alive),
+        "vllm": OpenAICompatProvider(vllm),
     }
 
 
@@ -87,6 +101,15 @@ class RouterApp:
     control_channel: grpc.aio.Channel | None = None
     engines: EngineHealth | None = None
     shadow: ShadowMirror | None = None
+    # Observability: the Prometheus registry (always), its endpoint and the tracer provider.
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    metrics_server: MetricsServer | None = None
+    tracer_provider: TracerProvider | None = None
+    own_tracer_provider: bool = False
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self.metrics_server.port if self.metrics_server is not None else None
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, let in-flight streams finish within ``grace`` seconds, close pools."""
@@ -102,6 +125,10 @@ class RouterApp:
         await self.server.stop(self.settings.grace_period_s if grace is None else grace)
         for p in self.providers.values():
             await p.aclose()
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
+        if self.tracer_provider is not None and self.own_tracer_provider:
+            self.tracer_provider.shutdown()  # flushes what is batched
 
 
 def initial_config(settings: RouterSettings) -> RoutingConfig:
@@ -122,10 +149,24 @@ def initial_config(settings: RouterSettings) -> RoutingConfig:
 
 
 async def start_router(
-    settings: RouterSettings, providers: dict[ProviderName, Provider] | None = None
+    settings: RouterSettings,
+    providers: dict[ProviderName, Provider] | None = None,
+    *,
+    tracer_provider: TracerProvider | None = None,
 ) -> RouterApp:
-    """Start a router on ``settings.host:settings.port`` (port 0 picks a free one)."""
-    providers = providers if providers is not None else build_providers(settings)
+    """Start a router on ``settings.host:settings.port`` (port 0 picks a free one).
+
+    ``tracer_provider`` (tests) is used as given and left open on stop; without it one is built
+    from the settings and ``OTEL_*`` (None: tracing off) and shut down on stop."""
+    own_tp = tracer_provider is None
+    if tracer_provider is None:
+        tracer_provider = build_tracer_provider(
+            "llm-router", tracing_endpoint(settings.otlp_endpoint)
+        )
+    tracer = get_tracer(tracer_provider)
+    registry = CollectorRegistry()
+    metrics = RouterMetrics(registry)
+    providers = providers if providers is not None else build_providers(settings, tracer_provider)
     stats = RouterStats()
     dispatcher = Dispatcher(
         providers,
@@ -143,6 +184,7 @@ async def start_router(
     )
     holder = ConfigHolder(initial_config(settings))
     recorder = RequestStatsRecorder(max_shadow_pairs=settings.shadow_report_max_pairs)
+    recorder.shadow_observers.append(metrics.observe_shadow)
     # The shadow's own dispatcher: one attempt (no retry), its own engine stats and breakers, so
     # a failing shadow engine never shows in, or trips anything of, the primary's path.
     shadow = ShadowMirror(
@@ -165,9 +207,18 @@ async def start_router(
             timeout_s=settings.shadow_timeout_s,
             capture_max_chars=settings.shadow_capture_max_chars,
         ),
+        tracer=tracer,
     )
-    servicer = RouterServicer(settings, dispatcher, holder, recorder, shadow=shadow)
+    servicer = RouterServicer(
+        settings,
+        dispatcher,
+        holder,
+        recorder,
+        shadow=shadow,
+        observer=GenAIObserver(tracer, metrics, capture_content=settings.trace_content),
+    )
     server = grpc.aio.server(
+        interceptors=server_interceptors(tracer_provider),
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -175,7 +226,7 @@ async def start_router(
             # Two routers must never share a port silently.
             ("grpc.so_reuseport", 0),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-        ]
+        ],
     )
     router_pb2_grpc.add_RouterServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
@@ -193,9 +244,14 @@ async def start_router(
         settings, server, port, health_servicer, providers, servicer, holder, recorder, stats
     )
     app.shadow = shadow
+    app.registry = registry
+    app.tracer_provider = tracer_provider
+    app.own_tracer_provider = own_tp
     if settings.control_address:
         app.control_channel = grpc.aio.insecure_channel(
-            settings.control_address, options=SESSION_CHANNEL_OPTIONS
+            settings.control_address,
+            options=SESSION_CHANNEL_OPTIONS,
+            interceptors=client_interceptors(tracer_provider),
         )
         app.subscriber = ConfigSubscriber(
             app.control_channel,
@@ -222,4 +278,22 @@ async def start_router(
         dispatcher.breakers,
         app.subscriber,
     ).snapshot
+    subscriber = app.subscriber
+    registry.register(
+        RouterStateCollector(
+            RouterStateReaders(
+                breaker_states=lambda: {p: dispatcher.breakers.state(p).value for p in providers},
+                config_version=lambda: holder.current.version,
+                subscriber_state=lambda: subscriber.state.value if subscriber else None,
+                active_requests=lambda: servicer.admission.active,
+                shadow_counters=lambda: {
+                    "mirrored": shadow.counters.mirrored,
+                    "dropped": shadow.counters.dropped,
+                    "completed": shadow.counters.completed,
+                    "compared": shadow.counters.compared,
+                },
+            )
+        )
+    )
+    app.metrics_server = await start_metrics_server(registry, settings.host, settings.metrics_port)
     return app

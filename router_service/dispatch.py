@@ -11,6 +11,8 @@ import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from opentelemetry import trace
+
 from router_service.breaker import COUNTED, Breaker, BreakerPolicy, Breakers
 from router_service.errors import ErrorKind, RouterError
 from router_service.placement import Candidate
@@ -151,6 +153,7 @@ class Dispatcher:
                             if not err.retryable or attempt == self._retry.attempts:
                                 break
                             self._stats.record_retry(cand.provider)
+                            _event("gen_ai.retry", cand, err, attempt)
                             await self._sleep(
                                 self._retry.delay(attempt, err.retry_after_s, self._rng)
                             )
@@ -164,6 +167,7 @@ class Dispatcher:
                     if last.engine_down or last.retryable:
                         down.add(cand.provider)
                         failed_over.append((cand.provider, last.kind))
+                        _event("gen_ai.fallback", cand, last)
                         continue
                     raise last
         except TimeoutError as exc:
@@ -209,6 +213,7 @@ class Dispatcher:
                             if not err.retryable or attempt == self._retry.attempts:
                                 break
                             self._stats.record_retry(cand.provider)
+                            _event("gen_ai.retry", cand, err, attempt)
                             await self._sleep(
                                 self._retry.delay(attempt, err.retry_after_s, self._rng)
                             )
@@ -225,6 +230,7 @@ class Dispatcher:
                         continue
                     if last.engine_down or last.retryable:
                         down.add(cand.provider)
+                        _event("gen_ai.fallback", cand, last)
                         continue
                     raise _as_embedding_error(last)
         except TimeoutError as exc:
@@ -242,6 +248,18 @@ class Dispatcher:
                 cause=ErrorKind.LLM_UNAVAILABLE,
             )
         raise _as_embedding_error(last)
+
+
+def _event(name: str, cand: Candidate, err: RouterError, attempt: int = 0) -> None:
+    """A retry or a fallback, as an event on the current span (the request's ``chat`` span)."""
+    attrs: dict[str, str | int] = {
+        "gen_ai.provider.name": cand.provider,
+        "gen_ai.request.model": cand.model,
+        "error.type": err.kind.value,
+    }
+    if attempt:
+        attrs["llmgateway.attempt"] = attempt
+    trace.get_current_span().add_event(name, attrs)
 
 
 def _judge(breaker: Breaker, err: RouterError) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from router_service.errors import ErrorKind
@@ -122,6 +123,8 @@ class RequestStatsRecorder:
         self._max_pairs = max_shadow_pairs
         self._rng = rng or random.Random()
         self._pairs = _Reservoir(max_shadow_pairs, self._rng)
+        # Called with each shadow record as it is made (metrics).
+        self.shadow_observers: list[Callable[[ShadowRecord], None]] = []
         self._dropped = _Reservoir(max_shadow_pairs, self._rng)
 
     def record(
@@ -161,6 +164,8 @@ class RequestStatsRecorder:
     def record_shadow(self, record: ShadowRecord) -> None:
         """A compared pair, or (``record.dropped``) a mirror the full shadow queue refused."""
         (self._dropped if record.dropped else self._pairs).add(record)
+        for observe in self.shadow_observers:
+            observe(record)
 
     def drain(self) -> Drained:
         """The outcomes since the last drain; the recorder starts empty again."""

@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import grpc
+from opentelemetry import trace
 
 from clients.gen.llmgateway.v1 import router_pb2, router_pb2_grpc
 from router_service.config.holder import ConfigHolder
@@ -26,6 +27,7 @@ from router_service.requests import (
 )
 from router_service.settings import RouterSettings
 from router_service.shadow import ShadowMirror, ShadowTicket
+from router_service.telemetry import GenAIObserver
 from router_service.values import ProviderName, TaskName
 
 log = logging.getLogger(__name__)
@@ -74,8 +76,10 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         recorder: RequestStatsRecorder,
         status: Callable[[], router_pb2.GetStatusResponse] | None = None,
         shadow: ShadowMirror | None = None,
+        observer: GenAIObserver | None = None,
     ) -> None:
         self._settings = settings
+        self._obs = observer or GenAIObserver(trace.NoOpTracer())
         self._shadow = shadow
         self._dispatcher = dispatcher
         self._config = config
@@ -120,8 +124,14 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                 ticket = self._shadow.begin(cfg, inp, candidates)
             # aclosing: a cancelled call must close the engine stream now, not when the
             # suspended generator is garbage-collected.
-            events = self._dispatcher.generate(
-                inp.intent, candidates, self._deadline(context), cfg.prompt_prefixes
+            events = self._obs.generation(  # the chat span covers the whole stream
+                self._dispatcher.generate(
+                    inp.intent, candidates, self._deadline(context), cfg.prompt_prefixes
+                ),
+                rid,
+                inp.task,
+                inp.model,
+                candidates,
             )
             async with contextlib.aclosing(events):
                 async for ev in events:
@@ -159,6 +169,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         finally:
             if admitted:
                 self.admission.leave()
+            self._obs.failed("chat", failure)
             self._record(task, answered_by, failure, t0, ttft, end)
             if task is not None:
                 for engine, kind in failed_over:  # failed, saved by the fallback
@@ -183,6 +194,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         rid = resolve_request_id(request.request_id, _metadata(context, "x-request-id"))
         context.set_trailing_metadata((("x-request-id", rid),))
         admitted = False
+        failure: RouterError | None = None
         try:
             inp = embed_input(request, rid, self._limits)
             candidates = plan(
@@ -191,8 +203,11 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             admitted = self.admission.try_enter()
             if not admitted:
                 raise _overloaded(rid)
-            cand, out = await self._dispatcher.embed(
-                rid, inp.inputs, candidates, self._deadline(context)
+            cand, out = await self._obs.embedding(
+                self._dispatcher.embed(rid, inp.inputs, candidates, self._deadline(context)),
+                rid,
+                inp.model,
+                candidates,
             )
             total_ms = (time.perf_counter() - t0) * 1000
             self._recorder.record(
@@ -216,6 +231,8 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         finally:
             if admitted:
                 self.admission.leave()
+            self._obs.failed("embeddings", failure)
+        assert failure is not None
         failure.request_id = failure.request_id or rid
         await context.abort_with_status(to_status(failure))
         raise AssertionError("abort_with_status returned")  # pragma: no cover

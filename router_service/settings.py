@@ -131,6 +131,14 @@ class RouterSettings(BaseSettings):
     # gRPC message size for large embedding batches.
     max_message_bytes: int = Field(default=32 * 1024 * 1024, ge=4 * 1024 * 1024)
 
+    # Observability (docs/observability.md). Tracing exports over OTLP gRPC to this endpoint,
+    # else to OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT; neither set (or OTEL_SDK_DISABLED=true): off.
+    otlp_endpoint: str = ""
+    # Prometheus /metrics on host:metrics_port (0 picks a free port; None or negative: off).
+    metrics_port: int | None = Field(default=None, le=65535)
+    # Prompt and completion text on spans (gen_ai.input/output.messages): opt-in only.
+    trace_content: bool = False
+
     @classmethod
     def settings_customise_sources(
         cls,

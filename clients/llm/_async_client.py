@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import grpc
 import grpc.aio
 
 from clients.gen.llmgateway.v1 import router_pb2, router_pb2_grpc
 from clients.llm._async_stream import GenerateStream
-from clients.llm._channel import ChannelOption, channel_options
+from clients.llm._channel import (
+    ChannelOption,
+    channel_options,
+    request_id_baggage,
+    tracing_interceptors,
+)
 from clients.llm._convert import (
     MessageLike,
     build_embed_request,
@@ -42,14 +47,20 @@ class RouterClient:
         wait_for_ready: bool = False,
         credentials: grpc.ChannelCredentials | None = None,
         options: Sequence[ChannelOption] = (),
+        tracer_provider: Any | None = None,
     ) -> None:
+        """``tracer_provider`` (an OpenTelemetry ``TracerProvider``) traces every call and
+        propagates the trace to the router; ``LLM_CLIENT_OTEL=true`` does the same with the
+        OTel global provider."""
         merged = channel_options(options)
+        interceptors = tracing_interceptors(tracer_provider)
         channel = (
-            grpc.aio.secure_channel(target, credentials, options=merged)
+            grpc.aio.secure_channel(target, credentials, options=merged, interceptors=interceptors)
             if credentials is not None
-            else grpc.aio.insecure_channel(target, options=merged)
+            else grpc.aio.insecure_channel(target, options=merged, interceptors=interceptors)
         )
         self._setup(channel, True, ClientDefaults(timeout, metadata, wait_for_ready))
+        self._traced = bool(interceptors)
 
     @classmethod
     def from_channel(
@@ -69,6 +80,7 @@ class RouterClient:
         self, channel: grpc.aio.Channel, owns_channel: bool, defaults: ClientDefaults
     ) -> None:
         self._channel = channel
+        self._traced = False
         self._owns_channel = owns_channel
         self._defaults = defaults
         self._stub = router_pb2_grpc.RouterServiceStub(channel)
@@ -134,12 +146,13 @@ class RouterClient:
             seed=seed,
         )
         resolved = self._defaults.resolve(options, request_id)
-        call = self._stub.Generate(
-            request,
-            timeout=resolved.timeout,
-            metadata=resolved.metadata,
-            wait_for_ready=resolved.wait_for_ready,
-        )
+        with request_id_baggage(self._traced, request_id):
+            call = self._stub.Generate(
+                request,
+                timeout=resolved.timeout,
+                metadata=resolved.metadata,
+                wait_for_ready=resolved.wait_for_ready,
+            )
         return GenerateStream(call, request_id)
 
     async def embed(
@@ -163,12 +176,13 @@ class RouterClient:
         )
         resolved = self._defaults.resolve(options, request_id)
         try:
-            response = await self._stub.Embed(
-                request,
-                timeout=resolved.timeout,
-                metadata=resolved.metadata,
-                wait_for_ready=resolved.wait_for_ready,
-            )
+            with request_id_baggage(self._traced, request_id):
+                response = await self._stub.Embed(
+                    request,
+                    timeout=resolved.timeout,
+                    metadata=resolved.metadata,
+                    wait_for_ready=resolved.wait_for_ready,
+                )
         except grpc.aio.AioRpcError as exc:
             raise map_rpc_error(exc, request_id=request_id) from exc
         return embed_result_from_proto(response)

@@ -67,6 +67,9 @@ class Sample:
     prompt_tokens: int
     error: str
     arrivals: list[float] | None = None
+    # Through the router: its own time to first token (request receipt to first delta handed
+    # to gRPC, GenerateEnd.timings), which tells the router's share from the transport's.
+    router_ttft_s: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -153,6 +156,7 @@ class RouterTarget:
         arrivals: list[float] | None = [] if self._record else None
         first: float | None = None
         deltas = completion = prompt_tokens = 0
+        router_ttft: float | None = None
         t0 = time.perf_counter()
         call = stub.Generate(req, timeout=self._timeout)
         try:
@@ -166,13 +170,17 @@ class RouterTarget:
                         arrivals.append(now)
                     deltas += 1
                 elif kind == "end":
-                    completion = msg.end.usage.completion_tokens or deltas
-                    prompt_tokens = msg.end.usage.prompt_tokens
+                    end = msg.end
+                    completion = end.usage.completion_tokens or deltas
+                    prompt_tokens = end.usage.prompt_tokens
+                    router_ttft = end.timings.time_to_first_token_ms / 1000
         except grpc.aio.AioRpcError as exc:
             err = map_rpc_error(exc)
             code = err.code.name if err.code is not None else f"GRPC_{err.status_code.name}"
             return Sample(t0, first, time.perf_counter(), deltas, 0, code, arrivals)
-        return Sample(t0, first, time.perf_counter(), completion, prompt_tokens, "", arrivals)
+        return Sample(
+            t0, first, time.perf_counter(), completion, prompt_tokens, "", arrivals, router_ttft
+        )
 
     async def aclose(self) -> None:
         for ch in self._channels:

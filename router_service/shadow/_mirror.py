@@ -43,6 +43,9 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry import baggage, trace
+from opentelemetry import context as otel_context
+
 from router_service.config.routing import RoutingConfig
 from router_service.dispatch import ChatIntent, Dispatcher, Finished, Text
 from router_service.errors import ErrorKind, RouterError
@@ -162,7 +165,10 @@ class ShadowMirror:
         recorder: RequestStatsRecorder,
         options: MirrorOptions | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        tracer: trace.Tracer | None = None,
     ) -> None:
+        # Each shadow is its own trace, linked to the primary's span (never its child).
+        self._tracer = tracer or trace.NoOpTracer()
         self._dispatcher = dispatcher
         self._recorder = recorder
         self._opt = options or MirrorOptions()
@@ -253,6 +259,35 @@ class ShadowMirror:
     # --- off the request path -------------------------------------------------------------
 
     async def _run(self, job: _Job) -> None:
+        # The task was created under the primary's span: link to it, start a new trace.
+        primary = trace.get_current_span().get_span_context()
+        ctx = baggage.set_baggage("request_id", job.intent.request_id, otel_context.Context())
+        span = self._tracer.start_span(
+            f"chat {job.model}",
+            context=ctx,
+            kind=trace.SpanKind.CLIENT,
+            links=[trace.Link(primary)] if primary.is_valid else [],
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": job.shadow_provider,
+                "gen_ai.request.model": job.model,
+                "gen_ai.response.model": job.engine_model,
+                "llmgateway.shadow": True,
+                "llmgateway.primary_request_id": job.request_id,
+                "request_id": job.intent.request_id,
+            },
+        )
+        token = otel_context.attach(trace.set_span_in_context(span, ctx))
+        try:
+            await self._run_traced(job)
+        finally:
+            if job.shadow is not None and job.shadow.error is not None:
+                span.set_attribute("error.type", job.shadow.error.value)
+                span.set_status(trace.StatusCode.ERROR, job.shadow.error.value)
+            span.end()
+            otel_context.detach(token)
+
+    async def _run_traced(self, job: _Job) -> None:
         async with self._slots:
             self._running += 1
             try:

@@ -93,8 +93,24 @@ async def ask(s: Stack, rid: str, prompt: str) -> Answer:
     return Answer("".join(parts), ttft * 1000, total * 1000)
 
 
+def _prompt(i: int) -> str:
+    return f"question number {i} about graphs"
+
+
 async def run_block(s: Stack, label: str) -> list[Answer]:
-    return [await ask(s, f"{label}-{i}", f"question number {i} about graphs") for i in range(N)]
+    return [await ask(s, f"{label}-{i}", _prompt(i)) for i in range(N)]
+
+
+async def interleaved(s: Stack) -> tuple[list[Answer], list[Answer]]:
+    """N requests without a shadow and the same N prompts with one, alternating (the order flips
+    every pair), so drift and other load on the machine hit both sides alike."""
+    modes = {"base": shadow_config(0.0), "shadowed": shadow_config(1.0)}  # SHADOW phase both
+    out: dict[str, list[Answer]] = {"base": [], "shadowed": []}
+    for i in range(N):
+        for mode in ("base", "shadowed") if i % 2 == 0 else ("shadowed", "base"):
+            s.app.config.swap(modes[mode])
+            out[mode].append(await ask(s, f"{mode}-{i}", _prompt(i)))
+    return out["base"], out["shadowed"]
 
 
 async def sim_poll(predicate: Any, within: float = 5.0) -> None:
@@ -120,13 +136,9 @@ async def test_a_bad_shadow_leaves_the_primary_identical_and_as_fast(
 ) -> None:
     changes, expected_error = FAULTS[fault]
     stack.vllm.faults.update(changes)
-    stack.app.config.swap(shadow_config(0.0))  # SHADOW phase, nothing sampled: the baseline
+    stack.app.config.swap(shadow_config(0.0))  # SHADOW phase, nothing sampled
     await run_block(stack, "warm")
-    baseline = await run_block(stack, "base")
-    assert stack.vllm.stats.requests_total == 0
-
-    stack.app.config.swap(shadow_config(1.0))
-    shadowed = await run_block(stack, "shadowed")
+    baseline, shadowed = await interleaved(stack)
 
     assert [a.text for a in shadowed] == [a.text for a in baseline]  # byte-identical
     assert all(a.text for a in shadowed)
@@ -147,6 +159,7 @@ async def test_a_bad_shadow_leaves_the_primary_identical_and_as_fast(
     assert {p.shadow_error for p in got} == {expected_error}
     shadow_stats = drained.aggregates[("vllm", "analysis", True)]
     assert (shadow_stats.requests, shadow_stats.errors) == (N, N)
+    assert stack.vllm.stats.requests_total == N  # the shadows only, one attempt each
     # The primary's own figures hold the primary only, and none failed.
     primary_stats = drained.aggregates[("ollama", "analysis", False)]
     assert primary_stats.requests == 3 * N
