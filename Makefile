@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint proto proto-check typecheck fmt bench clean system-deps
+.PHONY: run test demo lint proto proto-check typecheck fmt bench clean system-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 ## run: the whole stack on the built-in simulators (set OLLAMA_BASE_URL / VLLM_BASE_URL for real engines)
 run: $(STAMP)
 	$(PY) -m router_service.devstack
+
+## demo: the migration drill on the simulators (docs/demo.md)
+demo: $(STAMP)
+	$(PY) -m clients.drill
 
 ## test: lint, type checks, stale generated code, the full test suite
 test: $(STAMP) system-deps lint typecheck

@@ -4,7 +4,9 @@ the CPU each process spent, the Embed round trips, and the 1,000-stream soak."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,7 +131,9 @@ async def embed_round(
     req = router_pb2.EmbedRequest(
         inputs=texts, model="mxbai-embed-large", provider=common_pb2.PROVIDER_VLLM
     )
-    body = orjson.dumps({"model": engine_model, "input": texts, "encoding_format": "float"})
+    # The same encoding the router asks for (base64 float32), decoded to floats as a client
+    # would: the comparison is then the router's hop and work, not two wire formats.
+    body = orjson.dumps({"model": engine_model, "input": texts, "encoding_format": "base64"})
     out: dict[str, list[float]] = {"direct": [], "router": []}
     async with (
         grpc.aio.insecure_channel(
@@ -147,7 +151,8 @@ async def embed_round(
             ) as resp:
                 data = await resp.read()
                 assert resp.status == 200, data[:200]
-                assert len(orjson.loads(data)["data"]) == batch
+                vectors = [_floats(d["embedding"]) for d in orjson.loads(data)["data"]]
+                assert len(vectors) == batch
             t1 = time.perf_counter()
             res = await stub.Embed(req, timeout=30)
             t2 = time.perf_counter()
@@ -156,6 +161,12 @@ async def embed_round(
                 out["direct"].append(t1 - t0)
                 out["router"].append(t2 - t1)
     return out
+
+
+def _floats(b64: str) -> list[float]:
+    arr = array("f")
+    arr.frombytes(base64.b64decode(b64))
+    return arr.tolist()
 
 
 # -- Soak ------------------------------------------------------------------------------------

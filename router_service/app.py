@@ -206,6 +206,7 @@ async def start_router(
             queue_size=settings.shadow_queue_size,
             timeout_s=settings.shadow_timeout_s,
             capture_max_chars=settings.shadow_capture_max_chars,
+            start_delay_s=settings.shadow_start_delay_s,
         ),
         tracer=tracer,
     )

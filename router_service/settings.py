@@ -120,6 +120,8 @@ class RouterSettings(BaseSettings):
     shadow_report_max_pairs: int = Field(default=500, ge=0)
     # Captured texts (flags.shadow_capture_content) are cut to this many characters each.
     shadow_capture_max_chars: int = Field(default=2000, ge=0)
+    # The shadow starts this long after the primary's first delta (never inside its TTFT).
+    shadow_start_delay_s: float = Field(default=0.002, ge=0, le=1)
 
     # Input limits.
     max_prompt_chars: int = Field(default=200_000, ge=1)
