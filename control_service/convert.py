@@ -109,6 +109,12 @@ def flags_to_proto(f: Flags) -> control_pb2.Flags:
         shadow_enabled=f.shadow_enabled,
         shadow_provider=PROVIDER_TO_PROTO[f.shadow_provider],
         shadow_sample_rate=f.shadow_sample_rate,
+        shadow_during_split=f.shadow_during_split,
+        shadow_compare_embeddings=f.shadow_compare_embeddings,
+        shadow_capture_content=f.shadow_capture_content,
+        prompt_policies=[
+            control_pb2.PromptPolicy(model=m, system_prefix=p) for m, p in f.prompt_policies
+        ],
         rollback=control_pb2.RollbackThresholds(
             error_rate=r.error_rate,
             latency_p95_ms=r.latency_p95_ms,
@@ -257,6 +263,10 @@ def flags_from_proto(msg: control_pb2.Flags) -> Flags:
         shadow_enabled=msg.shadow_enabled,
         shadow_provider=_provider(msg.shadow_provider, "flags.shadow_provider", bad),
         shadow_sample_rate=msg.shadow_sample_rate,
+        shadow_during_split=msg.shadow_during_split,
+        shadow_compare_embeddings=msg.shadow_compare_embeddings,
+        shadow_capture_content=msg.shadow_capture_content,
+        prompt_policies=tuple((p.model, p.system_prefix) for p in msg.prompt_policies),
         rollback=RollbackThresholds(
             error_rate=r.error_rate,
             latency_p95_ms=r.latency_p95_ms,

@@ -96,6 +96,12 @@ class Flags:
     shadow_provider: ProviderName | None = "vllm"
     shadow_sample_rate: float = 0.05
     rollback: RollbackThresholds = field(default_factory=RollbackThresholds)
+    shadow_during_split: bool = False
+    shadow_compare_embeddings: bool = False
+    # Operator opt-in: routers report prompt and answer texts of compared pairs.
+    shadow_capture_content: bool = False
+    # (model, system prefix) pairs, e.g. the seed's Chain-of-Draft prefix for deepseek-r1.
+    prompt_policies: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +236,10 @@ def to_dict(state: DesiredState) -> dict[str, Any]:
             "shadow_enabled": f.shadow_enabled,
             "shadow_provider": f.shadow_provider,
             "shadow_sample_rate": f.shadow_sample_rate,
+            "shadow_during_split": f.shadow_during_split,
+            "shadow_compare_embeddings": f.shadow_compare_embeddings,
+            "shadow_capture_content": f.shadow_capture_content,
+            "prompt_policies": [[m, p] for m, p in f.prompt_policies],
             "rollback": {
                 "error_rate": f.rollback.error_rate,
                 "latency_p95_ms": f.rollback.latency_p95_ms,
@@ -315,6 +325,10 @@ def from_dict(data: Mapping[str, Any]) -> DesiredState:
         shadow_enabled=bool(f["shadow_enabled"]),
         shadow_provider=_provider(f["shadow_provider"]),
         shadow_sample_rate=float(f["shadow_sample_rate"]),
+        shadow_during_split=bool(f.get("shadow_during_split", False)),
+        shadow_compare_embeddings=bool(f.get("shadow_compare_embeddings", False)),
+        shadow_capture_content=bool(f.get("shadow_capture_content", False)),
+        prompt_policies=tuple((str(m), str(p)) for m, p in f.get("prompt_policies", ())),
         rollback=RollbackThresholds(
             error_rate=float(r["error_rate"]),
             latency_p95_ms=int(r["latency_p95_ms"]),

@@ -44,6 +44,9 @@ def _in_range(out: list[FieldViolation], path: str, value: float, lo: float, hi:
         out.append(FieldViolation(path, f"must be in [{lo:g}, {hi:g}] (got {value:g})"))
 
 
+MAX_PROMPT_PREFIX_CHARS = 4000
+
+
 def validate_flags(flags: Flags, catalog: Catalog) -> list[FieldViolation]:
     out: list[FieldViolation] = []
     primary = flags.primary_provider
@@ -71,6 +74,22 @@ def validate_flags(flags: Flags, catalog: Catalog) -> list[FieldViolation]:
                 FieldViolation("flags.shadow_sample_rate", "must be above 0 when shadow_enabled")
             )
     _in_range(out, "flags.shadow_sample_rate", flags.shadow_sample_rate, 0.0, 1.0)
+    seen: set[str] = set()
+    for i, (model, prefix) in enumerate(flags.prompt_policies):
+        path = f"flags.prompt_policies[{i}]"
+        if catalog.model(model) is None:
+            out.append(FieldViolation(f"{path}.model", f"unknown model {model!r}"))
+        elif model in seen:
+            out.append(FieldViolation(f"{path}.model", f"{model!r} has a policy already"))
+        seen.add(model)
+        if not prefix.strip():
+            out.append(FieldViolation(f"{path}.system_prefix", "must not be empty"))
+        elif len(prefix) > MAX_PROMPT_PREFIX_CHARS:
+            out.append(
+                FieldViolation(
+                    f"{path}.system_prefix", f"at most {MAX_PROMPT_PREFIX_CHARS} characters"
+                )
+            )
     r = flags.rollback
     _in_range(out, "flags.rollback.error_rate", r.error_rate, 0.0, 1.0)
     _in_range(out, "flags.rollback.latency_p95_ms", r.latency_p95_ms, *LATENCY_P95_MS)
