@@ -249,10 +249,20 @@ async def start_router(
     app.tracer_provider = tracer_provider
     app.own_tracer_provider = own_tp
     if settings.control_address:
-        app.control_channel = grpc.aio.insecure_channel(
-            settings.control_address,
-            options=SESSION_CHANNEL_OPTIONS,
-            interceptors=client_interceptors(tracer_provider),
+        creds = settings.control_credentials()
+        app.control_channel = (
+            grpc.aio.secure_channel(
+                settings.control_address,
+                creds,
+                options=SESSION_CHANNEL_OPTIONS,
+                interceptors=client_interceptors(tracer_provider),
+            )
+            if creds is not None
+            else grpc.aio.insecure_channel(
+                settings.control_address,
+                options=SESSION_CHANNEL_OPTIONS,
+                interceptors=client_interceptors(tracer_provider),
+            )
         )
         app.subscriber = ConfigSubscriber(
             app.control_channel,

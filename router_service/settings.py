@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import grpc
 import yaml
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import (
@@ -79,6 +80,11 @@ class RouterSettings(BaseSettings):
     # Control service (empty: standalone, static placement below).
     control_address: str = ""
     control_token: str = ""
+    # TLS to the control service: the CA that signed its certificate turns TLS on; a client
+    # certificate and key add mTLS (router identity).
+    control_tls_ca_file: Path | None = None
+    control_tls_cert_file: Path | None = None
+    control_tls_key_file: Path | None = None
     router_id: str = ""
     # Where the last good snapshot is kept; default .run/router-<router_id>.snapshot.
     config_cache_path: Path | None = None
@@ -174,6 +180,26 @@ class RouterSettings(BaseSettings):
         if missing:
             raise ValueError(f"task_models: missing tasks {sorted(missing)}")
         return self
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> RouterSettings:
+        if (self.control_tls_cert_file is None) != (self.control_tls_key_file is None):
+            raise ValueError("control_tls_cert_file and control_tls_key_file go together")
+        if self.control_tls_cert_file is not None and self.control_tls_ca_file is None:
+            raise ValueError("control_tls_cert_file needs control_tls_ca_file (TLS)")
+        return self
+
+    def control_credentials(self) -> grpc.ChannelCredentials | None:
+        """TLS credentials for the control session, or None for plaintext."""
+        if self.control_tls_ca_file is None:
+            return None
+        cert = self.control_tls_cert_file.read_bytes() if self.control_tls_cert_file else None
+        key = self.control_tls_key_file.read_bytes() if self.control_tls_key_file else None
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.control_tls_ca_file.read_bytes(),
+            private_key=key,
+            certificate_chain=cert,
+        )
 
     def resolved_router_id(self) -> str:
         return self.router_id or f"{socket.gethostname()}-{self.port}"

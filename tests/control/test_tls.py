@@ -4,6 +4,7 @@ without it these tests fail loudly rather than skip."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -97,3 +98,42 @@ async def test_mtls_requires_a_client_certificate(pki: Pki, db: Path) -> None:
         assert await _get_state(c.app.port, creds) == 1
     finally:
         await c.close()
+
+
+async def test_router_syncs_over_mtls(pki: Pki, db: Path, tmp_path: Path) -> None:
+    from router_service.config.subscriber import SubscriberState
+    from tests.router.conftest import start_harness
+
+    c = await start(
+        db,
+        tls_cert_file=pki.server_cert,
+        tls_key_file=pki.server_key,
+        tls_client_ca_file=pki.ca,
+    )
+    h = await start_harness(
+        control_address=f"localhost:{c.app.port}",
+        router_id="router-1",
+        config_cache_path=tmp_path / "r.snapshot",
+        control_tls_ca_file=pki.ca,
+        control_tls_cert_file=pki.client_cert,
+        control_tls_key_file=pki.client_key,
+    )
+    try:
+        assert h.app.subscriber is not None
+        await asyncio.wait_for(h.app.subscriber.wait_state(SubscriberState.SYNCED), 10)
+        assert h.app.config.current.version >= 1
+    finally:
+        await h.channel.close()
+        await h.app.stop(0)
+        await c.close()
+
+
+def test_router_tls_settings_are_checked(pki: Pki) -> None:
+    from pydantic import ValidationError
+
+    from router_service.settings import RouterSettings
+
+    with pytest.raises(ValidationError, match="go together"):
+        RouterSettings(control_tls_ca_file=pki.ca, control_tls_cert_file=pki.client_cert)
+    with pytest.raises(ValidationError, match="needs control_tls_ca_file"):
+        RouterSettings(control_tls_cert_file=pki.client_cert, control_tls_key_file=pki.client_key)
