@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo lint proto proto-check typecheck fmt bench clean system-deps
+.PHONY: run test demo lint proto proto-check typecheck fmt clean system-deps \
+	bench bench-deps bench-sim bench-control bench-shadow bench-rollback bench-router
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,8 +49,26 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: $(STAMP)
+## bench: every benchmark (none runs in make test); figures in docs/benchmarks.md, docs/performance.md
+bench: bench-sim bench-control bench-shadow bench-rollback bench-router
+
+bench-deps: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+
+bench-sim: $(STAMP)
 	$(PY) bench/sim_throughput.py
+
+bench-control: $(STAMP)
+	$(PY) bench/control_propagation.py
+
+bench-shadow: $(STAMP)
+	$(PY) bench/shadow_overhead.py
+
+bench-rollback: $(STAMP)
+	$(PY) bench/rollback_time.py
+
+bench-router: bench-deps
+	$(PY) -m bench.router_overhead
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

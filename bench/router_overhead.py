@@ -110,7 +110,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _prompts(tokens: int) -> list[Prompt]:
-    # memOS-sized requests (a ~600-token shared system prompt): the router's per-request work
+    # memOS-sized requests (a ~500-token shared system prompt): the router's per-request work
     # (proto → JSON) is part of what is measured; the engines charge nothing for the prompt.
     return load_prompts(None, max_tokens=tokens)
 
@@ -499,6 +499,9 @@ def verdicts(out: dict[str, Any]) -> list[tuple[str, Any, str, bool | None]]:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parse(argv)
+    for path in (args.output, args.py_spy):
+        if path is not None:  # now, not after ten minutes of measuring
+            path.parent.mkdir(parents=True, exist_ok=True)
     started = dt.datetime.now().astimezone()
     machine = _machine()
     print(f"router_overhead: {started:%Y-%m-%d %H:%M %Z}, {machine}", flush=True)

@@ -195,12 +195,24 @@ def _document(
     return doc
 
 
+def _make_parents(*paths: Path | None) -> None:
+    """Before the run, not after it: a missing folder must not cost the results."""
+    for path in paths:
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+
+
 async def run(args: argparse.Namespace) -> int:
     try:
         prompts = load_prompts(args.prompts, args.max_tokens)
         if args.chart is not None:
             require_matplotlib()
-    except (PromptFileError, ChartUnavailableError) as exc:
+        _make_parents(args.output, args.chart)
+    except (PromptFileError, ChartUnavailableError, OSError) as exc:
         print(f"llm-bench: {exc}", file=sys.stderr)
         return 2
     started = dt.datetime.now(dt.UTC)
@@ -213,7 +225,7 @@ async def run(args: argparse.Namespace) -> int:
     print(render_table([s for s, _ in results], title))
     if args.output is not None:
         doc = _document(args, plans, prompts, results, started)
-        args.output.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+        _write(args.output, orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
         print(f"results written to {args.output}")
     if args.chart is not None:
         write_chart({s.label: samples for s, samples in results}, args.chart, title)

@@ -136,3 +136,19 @@ def test_default_prompts_share_a_system_prompt() -> None:
     assert len({p.system for p in prompts}) == 1
     assert len(prompts[0].system.split()) > 300  # long enough for prefix caching to matter
     assert len({p.user for p in prompts}) == len(prompts)
+
+
+def test_jsonl_prompts_take_defaults_from_a_system_line(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text(
+        '{"system": "be brief", "max_tokens": 32}\n'
+        "# a comment\n"
+        '{"id": "a", "task": "synthesis", "context": "[doc-1] x", "question": "why?"}\n'
+        '{"prompt": "hello", "max_tokens": 4}\n'
+    )
+    a, b = load_prompts(path)
+    assert (a.id, a.task, a.system, a.max_tokens) == ("a", "synthesis", "be brief", 32)
+    assert "[doc-1] x" in a.user
+    assert a.user.endswith("why?")
+    assert (b.id, b.task, b.user, b.max_tokens) == ("p1", "analysis", "hello", 4)
+    assert a.messages()[0] == {"role": "system", "content": "be brief"}

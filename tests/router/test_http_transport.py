@@ -174,7 +174,7 @@ async def test_vllm_embeddings_come_as_base64_float32() -> None:
     assert sim.context.log.entries()[-2]["params"]["encoding_format"] == "base64"
     assert [len(v) for v in out.vectors] == [1024, 1024]
     for got, want in zip(out.vectors, floats, strict=True):
-        assert got == pytest.approx(want, rel=1e-6, abs=1e-7)  # float32 of the same values
+        assert list(got) == pytest.approx(want, rel=1e-6, abs=1e-7)  # float32 of the same
 
 
 async def test_malformed_base64_embedding_is_an_invalid_response() -> None:
