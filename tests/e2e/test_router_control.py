@@ -25,14 +25,8 @@ async def _routers(n: int, control_port: int, tmp_path: Path) -> list[Harness]:
 
 
 async def _converged(routers: list[Harness], version: int) -> None:
-    async def one(h: Harness) -> None:
-        assert h.app.subscriber is not None
-        while h.app.config.current.version != version:
-            await h.app.subscriber.wait_state(SubscriberState.SYNCED)
-            if h.app.config.current.version != version:
-                await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(asyncio.gather(*(one(h) for h in routers)), 10)
+    waits = (h.app.config.wait_version(version) for h in routers)
+    await asyncio.wait_for(asyncio.gather(*waits), 10)
 
 
 async def _close(routers: list[Harness]) -> None:
