@@ -15,11 +15,11 @@ $(STAMP): pyproject.toml
 
 ## run: the whole stack on the built-in simulators (set OLLAMA_BASE_URL / VLLM_BASE_URL for real engines)
 run: $(STAMP)
-	$(PY) -m router_service.devstack
+	$(PY) -m llmtools.devstack
 
 ## demo: the migration drill on the simulators (docs/demo.md)
 demo: $(STAMP)
-	$(PY) -m clients.drill
+	$(PY) -m llmtools.drill
 
 ## test: lint, type checks, stale generated code, the full test suite
 test: $(STAMP) system-deps lint typecheck
@@ -43,7 +43,7 @@ typecheck: $(STAMP)
 
 ## proto: regenerate the committed stubs under clients/gen from protos/
 proto: $(STAMP)
-	$(PY) -m clients.protogen
+	$(PY) -m llmtools.protogen
 
 fmt: $(STAMP)
 	$(VENV)/bin/ruff format .

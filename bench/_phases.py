@@ -17,7 +17,7 @@ import orjson
 
 from bench._procs import cpu_seconds, rss_mb, self_cpu_seconds
 from clients.gen.llmgateway.v1 import common_pb2, router_pb2, router_pb2_grpc
-from clients.llmbench import Prompt, Target, percentile, run_window
+from llmtools.llmbench import Prompt, Target, percentile, run_window
 
 
 @dataclass

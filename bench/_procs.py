@@ -152,7 +152,7 @@ class Procs:
         return proc
 
     def simulator(self, flavor: str, core: int | None, args: Sequence[str] = ()) -> Proc:
-        cmd = [sys.executable, "-m", "router_service.sim.main", "--flavor", flavor]
+        cmd = [sys.executable, "-m", "llmsim.main", "--flavor", flavor]
         cmd += ["--port", "0", *args]
         return self._start(f"llm-sim {flavor}", _pinned(cmd, core), _SIM_RE, _clean_env({}), 30)
 

@@ -17,7 +17,7 @@ import asyncio
 import sys
 
 from bench._procs import Procs
-from clients.llmbench import build_parser, run
+from llmtools.llmbench import build_parser, run
 
 
 def main(argv: list[str] | None = None) -> None:

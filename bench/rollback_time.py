@@ -1,7 +1,7 @@
 """Rollback time: from a fault's onset in vLLM to every router running the rolled-back config.
 
 For each trigger (``--triggers``) and run (``--runs``) it starts, in this process, a simulated
-Ollama and vLLM (``router_service.sim``, real HTTP on port 0), a real control service
+Ollama and vLLM (``llmsim``, real HTTP on port 0), a real control service
 (``start_control``: SQLite store, engine probes against the simulators, the rollback loop at
 ``--evaluation-interval``), and ``--routers`` real routers (``start_router``: real providers,
 config subscribers reporting stats every ``--report-interval``). It moves the migration to
@@ -57,9 +57,9 @@ from control_service.rollback import rules
 from control_service.rollback.probes import HealthState
 from control_service.settings import ControlSettings
 from control_service.state import RolloutStatus
+from llmsim import Flavor, RunningSimulator, SimConfig, start_simulator
 from router_service.app import RouterApp, start_router
 from router_service.settings import RouterSettings
-from router_service.sim import Flavor, RunningSimulator, SimConfig, start_simulator
 
 GOAL_S = 2.0
 BASE_THRESHOLDS: dict[str, Any] = {

@@ -40,7 +40,7 @@ import orjson
 from bench import _phases
 from bench._procs import Proc, Procs, cores, pin_self, rss_mb
 from bench.pyspy_summary import summarize
-from clients.llmbench import OpenAITarget, Prompt, RouterTarget, Target, load_prompts
+from llmtools.llmbench import OpenAITarget, Prompt, RouterTarget, Target, load_prompts
 
 ENGINE_MODEL = "Qwen/Qwen3-8B"
 GOALS = {
@@ -419,7 +419,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _pct(xs: list[float], q: float) -> float:
-    from clients.llmbench import percentile
+    from llmtools.llmbench import percentile
 
     v = percentile(xs, q)
     return round((v or 0.0) * 1e3, 3)

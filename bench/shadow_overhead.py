@@ -115,7 +115,7 @@ def spawn(
     flavor: str, extra: list[str], core: str | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
     """An ``llm-sim`` subprocess on a free port, and its URL (from its first log line)."""
-    cmd = [sys.executable, "-m", "router_service.sim.main", "--flavor", flavor, "--port", "0"]
+    cmd = [sys.executable, "-m", "llmsim.main", "--flavor", flavor, "--port", "0"]
     cmd += extra
     if core is not None:
         cmd = ["taskset", "-c", core, *cmd]

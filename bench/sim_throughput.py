@@ -71,7 +71,7 @@ def _cpu_seconds(pid: int) -> float | None:
 
 
 def spawn(flavor: str, core: int | None, extra: list[str]) -> tuple[subprocess.Popen[bytes], str]:
-    cmd = [sys.executable, "-m", "router_service.sim.main", "--flavor", flavor, "--port", "0"]
+    cmd = [sys.executable, "-m", "llmsim.main", "--flavor", flavor, "--port", "0"]
     cmd += extra
     if core is not None and shutil.which("taskset"):
         cmd = ["taskset", "-c", str(core), *cmd]

@@ -31,7 +31,7 @@ from control_service.state import default_state
 from control_service.stats_windows import StatsWindows
 from control_service.store import SqliteStore, StateStore
 from control_service.telemetry import ControlStateCollector, RollbackObserver, VllmMetricsReader
-from router_service.telemetry import (
+from llmcore.telemetry import (
     MetricsServer,
     build_tracer_provider,
     get_tracer,

@@ -28,7 +28,7 @@ from control_service.state import (
     RolloutStatus,
     Snapshot,
 )
-from router_service.values import ProviderName, TaskName
+from llmcore.vocabulary import ProviderName, TaskName
 
 PROVIDER_TO_PROTO: dict[ProviderName | None, common_pb2.Provider.ValueType] = {
     None: common_pb2.PROVIDER_UNSPECIFIED,

@@ -13,7 +13,7 @@ from control_service.errors import FieldViolation, InvalidChange
 from control_service.gpu.monitor import GpuMonitor
 from control_service.gpu.readings import DeviceReading, GpuStatus
 from control_service.gpu.selector import Selection
-from router_service.values import ProviderName, TaskName
+from llmcore.vocabulary import ProviderName, TaskName
 
 RECENT_OOM_EVENTS = 20
 _TASK_FROM_PROTO: dict[int, TaskName] = {v: k for k, v in TASK_TO_PROTO.items()}

@@ -24,7 +24,7 @@ from control_service.gpu.stability import StabilityThresholds
 from control_service.rollback.gate import VramObservation
 from control_service.settings import ControlSettings
 from control_service.state import ChangeMeta, DesiredState, Snapshot
-from router_service.values import ProviderName, TaskName
+from llmcore.vocabulary import ProviderName, TaskName
 
 
 def with_task_model(state: DesiredState, task: TaskName, model: str) -> DesiredState:

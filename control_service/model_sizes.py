@@ -15,7 +15,7 @@ its KV cache, which is why the headroom, not these sizes, should absorb it).
 
 from __future__ import annotations
 
-from router_service.values import ProviderName
+from llmcore.vocabulary import ProviderName
 
 GB = 1_000_000_000
 

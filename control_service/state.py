@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 
 from control_service.model_sizes import default_vram_bytes
-from router_service.catalog import DEFAULT_ENGINE_NAMES, DEFAULT_FALLBACKS, DEFAULT_TASK_MODELS
-from router_service.values import PROVIDERS, ProviderName, TaskName
+from llmcore.catalog import DEFAULT_ENGINE_NAMES, DEFAULT_FALLBACKS, DEFAULT_TASK_MODELS
+from llmcore.vocabulary import PROVIDERS, ProviderName, TaskName
 
 TASKS: tuple[TaskName, ...] = get_args(TaskName)
 ComponentProvider = Literal["primary", "ollama", "vllm"]

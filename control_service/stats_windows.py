@@ -22,7 +22,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from router_service.values import ProviderName, TaskName
+from llmcore.vocabulary import ProviderName, TaskName
 
 
 @dataclass(slots=True)

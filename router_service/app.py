@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from clients.gen.llmgateway.v1 import router_pb2, router_pb2_grpc
+from llmcore.vocabulary import ProviderName
 from router_service.breaker import BreakerPolicy, Breakers
 from router_service.config import (
     ConfigError,
@@ -56,7 +57,6 @@ from router_service.telemetry import (
     start_metrics_server,
     tracing_endpoint,
 )
-from router_service.values import ProviderName
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from llmcore.vocabulary import ProviderName
 from router_service.errors import ErrorKind
-from router_service.values import ProviderName
 
 # Failures that say the engine is unwell. A missing model or a bad request says nothing about it.
 COUNTED = frozenset(

@@ -9,42 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from router_service.values import ProviderName, TaskName
+from llmcore.catalog import DEFAULT_ENGINE_NAMES, DEFAULT_FALLBACKS, DEFAULT_TASK_MODELS
+from llmcore.vocabulary import ProviderName, TaskName
 
-# The seed report's models (section 1.2) and their Hugging Face counterparts.
-DEFAULT_ENGINE_NAMES: dict[str, dict[ProviderName, str]] = {
-    "qwen3:8b": {"ollama": "qwen3:8b", "vllm": "Qwen/Qwen3-8B"},
-    "gemma3:4b": {"ollama": "gemma3:4b", "vllm": "google/gemma-3-4b-it"},
-    "deepseek-r1:14b": {
-        "ollama": "deepseek-r1:14b",
-        "vllm": "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B",
-    },
-    "llama3.2:3b": {"ollama": "llama3.2:3b", "vllm": "meta-llama/Llama-3.2-3B-Instruct"},
-    "qwen3:30b-a3b": {"ollama": "qwen3:30b-a3b", "vllm": "Qwen/Qwen3-30B-A3B"},
-    "llama3.3:70b": {"ollama": "llama3.3:70b", "vllm": "meta-llama/Llama-3.3-70B-Instruct"},
-    "mxbai-embed-large": {
-        "ollama": "mxbai-embed-large",
-        "vllm": "mixedbread-ai/mxbai-embed-large-v1",
-    },
-}
-
-# Seed section 1.3: which model each memOS call site uses.
-DEFAULT_TASK_MODELS: dict[TaskName, str] = {
-    "classification": "deepseek-r1:14b",
-    "analysis": "qwen3:8b",
-    "synthesis": "deepseek-r1:14b",
-    "reflection": "gemma3:4b",
-    "retrieval_evaluation": "gemma3:4b",
-    "verification": "gemma3:4b",
-    "embedding": "mxbai-embed-large",
-}
-
-# Seed section 1.2: model_fallbacks.
-DEFAULT_FALLBACKS: dict[str, list[str]] = {
-    "llama3.3:70b": ["qwen3:30b-a3b", "qwen3:8b", "llama3.2:3b"],
-    "deepseek-r1:14b": ["qwen3:8b", "gemma3:4b"],
-    "qwen3:8b": ["llama3.2:3b", "gemma3:4b"],
-}
+__all__ = ["DEFAULT_ENGINE_NAMES", "DEFAULT_FALLBACKS", "DEFAULT_TASK_MODELS", "Catalog"]
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from opentelemetry import trace
 
+from llmcore.vocabulary import ProviderName
 from router_service.breaker import COUNTED, Breaker, BreakerPolicy, Breakers
 from router_service.errors import ErrorKind, RouterError
 from router_service.placement import Candidate
@@ -26,7 +27,6 @@ from router_service.values import (
     EmbedCall,
     EmbedOutput,
     FinishReason,
-    ProviderName,
     SamplingOptions,
 )
 

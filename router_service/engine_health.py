@@ -9,9 +9,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from llmcore.vocabulary import ProviderName
 from router_service.errors import RouterError
 from router_service.providers import Provider
-from router_service.values import ProviderName
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from llmcore.vocabulary import ProviderName, TaskName
 from router_service.config.routing import RoutingConfig
 from router_service.errors import ErrorKind, RouterError
 from router_service.split import in_share
-from router_service.values import ProviderName, TaskName
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from llmcore.vocabulary import ProviderName, TaskName
 from router_service.errors import ErrorKind
-from router_service.values import ProviderName, TaskName
 
 # Milliseconds; dense around the seed's 5 s p95 threshold and its 10 s no-go line.
 LATENCY_BOUNDS_MS: tuple[float, ...] = (

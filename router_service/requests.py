@@ -10,9 +10,10 @@ import uuid
 from dataclasses import dataclass
 
 from clients.gen.llmgateway.v1 import common_pb2, router_pb2
+from llmcore.vocabulary import ProviderName, TaskName
 from router_service.dispatch import ChatIntent
 from router_service.errors import FieldViolation, invalid
-from router_service.values import ChatMessage, ProviderName, SamplingOptions, TaskName
+from router_service.values import ChatMessage, SamplingOptions
 
 _TASKS: dict[int, TaskName] = {
     common_pb2.TASK_UNSPECIFIED: "analysis",

@@ -12,6 +12,7 @@ import grpc
 from opentelemetry import trace
 
 from clients.gen.llmgateway.v1 import router_pb2, router_pb2_grpc
+from llmcore.vocabulary import ProviderName, TaskName
 from router_service.config.holder import ConfigHolder
 from router_service.dispatch import Dispatcher, Finished, Started, Text
 from router_service.errors import ErrorKind, RouterError
@@ -28,7 +29,6 @@ from router_service.requests import (
 from router_service.settings import RouterSettings
 from router_service.shadow import ShadowMirror, ShadowTicket
 from router_service.telemetry import GenAIObserver
-from router_service.values import ProviderName, TaskName
 
 log = logging.getLogger(__name__)
 

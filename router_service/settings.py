@@ -16,13 +16,13 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from llmcore.vocabulary import ProviderName, TaskName
 from router_service.catalog import (
     DEFAULT_ENGINE_NAMES,
     DEFAULT_FALLBACKS,
     DEFAULT_TASK_MODELS,
     Catalog,
 )
-from router_service.values import ProviderName, TaskName
 
 
 class _YamlSource(PydanticBaseSettingsSource):

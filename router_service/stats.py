@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from llmcore.vocabulary import ProviderName
 from router_service.errors import ErrorKind
-from router_service.values import ProviderName
 
 
 @dataclass

@@ -7,13 +7,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from clients.gen.llmgateway.v1 import router_pb2
+from llmcore.vocabulary import ProviderName
 from router_service.breaker import Breakers
 from router_service.config.holder import ConfigHolder
 from router_service.config.subscriber import ConfigSubscriber
 from router_service.engine_health import EngineHealth
 from router_service.providers import Provider
 from router_service.requests import PROVIDER_TO_PROTO
-from router_service.values import ProviderName
 
 
 @dataclass

@@ -5,17 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-ProviderName = Literal["ollama", "vllm"]
-TaskName = Literal[
-    "classification",
-    "analysis",
-    "synthesis",
-    "reflection",
-    "retrieval_evaluation",
-    "verification",
-    "embedding",
-]
-PROVIDERS: tuple[ProviderName, ...] = ("ollama", "vllm")
 FinishReason = Literal["stop", "length", ""]
 
 

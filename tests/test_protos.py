@@ -6,7 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from clients.protogen import GEN_ROOT, ROOT, generate
+from llmtools.protogen import GEN_ROOT, ROOT, generate
 
 
 def test_generated_code_is_fresh(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from control_service.state import (
     DesiredState,
     ModelEntry,
 )
-from router_service.values import ProviderName, TaskName
+from llmcore.vocabulary import ProviderName, TaskName
 
 _TASK_FLAG: dict[TaskName, str] = {task: flag for flag, task in COMPONENT_TASKS.items()}
 

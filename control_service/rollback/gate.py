@@ -30,7 +30,7 @@ from control_service.rollback.golden import GoldenRun
 from control_service.rollback.rules import EMBED_TASK, merged_histogram
 from control_service.state import Migration, Phase
 from control_service.stats_windows import Aggregate, Histogram
-from router_service.values import TaskName
+from llmcore.vocabulary import TaskName
 
 
 class Verdict(enum.Enum):

@@ -40,7 +40,7 @@ from typing import Any, get_args
 import yaml
 
 from control_service.rollback import _jsonschema
-from router_service.values import TaskName
+from llmcore.vocabulary import TaskName
 
 _TASKS: tuple[str, ...] = get_args(TaskName)
 _QUERY_KEYS = {"name", "prompt", "system", "task", "model", "max_tokens", "temperature", "seed"}

@@ -30,7 +30,7 @@ from typing import Any
 from control_service.rollback.probes import EngineHealth, HealthState
 from control_service.state import RollbackRule, RollbackThresholds
 from control_service.stats_windows import Aggregate, Histogram, StatsWindows
-from router_service.values import TaskName
+from llmcore.vocabulary import TaskName
 
 EMBED_TASK: TaskName = "embedding"
 

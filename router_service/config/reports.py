@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 from clients.gen.llmgateway.v1 import common_pb2, control_pb2
+from llmcore.vocabulary import ProviderName, TaskName
 from router_service.errors import ErrorKind
 from router_service.request_stats import Drained, Histogram, RequestStatsRecorder, ShadowRecord
-from router_service.values import ProviderName, TaskName
 
 log = logging.getLogger(__name__)
 

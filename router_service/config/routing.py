@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from clients.gen.llmgateway.v1 import common_pb2, control_pb2
+from llmcore.vocabulary import ProviderName, TaskName
 from router_service.catalog import Catalog
-from router_service.values import ProviderName, TaskName
 
 _PROVIDER: dict[int, ProviderName] = {
     common_pb2.PROVIDER_OLLAMA: "ollama",

@@ -6,7 +6,8 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Protocol
 
-from router_service.values import ChatCall, ChatChunk, EmbedCall, EmbedOutput, ProviderName
+from llmcore.vocabulary import ProviderName
+from router_service.values import ChatCall, ChatChunk, EmbedCall, EmbedOutput
 
 
 @dataclass(frozen=True, slots=True)

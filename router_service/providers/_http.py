@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import orjson
 
+from llmcore.vocabulary import ProviderName
 from router_service.errors import ErrorKind, RouterError
 from router_service.providers._base import ProviderLimits
 from router_service.providers._transport import AiohttpTransport
-from router_service.values import ProviderName
 
 
 def build_http_client(

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import orjson
 
+from llmcore.vocabulary import ProviderName
 from router_service.errors import ErrorKind, RouterError
 from router_service.providers._http import (
     engine_stream_error,
@@ -23,14 +24,7 @@ from router_service.providers._http import (
     transport_error,
     truncated,
 )
-from router_service.values import (
-    ChatCall,
-    ChatChunk,
-    EmbedCall,
-    EmbedOutput,
-    FinishReason,
-    ProviderName,
-)
+from router_service.values import ChatCall, ChatChunk, EmbedCall, EmbedOutput, FinishReason
 
 _FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
 _DONE = b"[DONE]"

@@ -49,6 +49,7 @@ from typing import Any
 from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
 
+from llmcore.vocabulary import ProviderName, TaskName
 from router_service.config.routing import RoutingConfig
 from router_service.dispatch import ChatIntent, Dispatcher, Finished, Text
 from router_service.errors import ErrorKind, RouterError
@@ -57,7 +58,6 @@ from router_service.request_stats import RequestStatsRecorder, ShadowRecord
 from router_service.requests import GenerateInput
 from router_service.shadow._compare import TextFigures, compare_texts, cosine, decode_rate
 from router_service.shadow._sample import sampled
-from router_service.values import ProviderName, TaskName
 
 log = logging.getLogger(__name__)
 

@@ -1,13 +1,7 @@
 """Observability: tracing setup, GenAI spans and metrics, the Prometheus endpoint."""
 
-from router_service.telemetry._exposition import MetricsServer, start_metrics_server
-from router_service.telemetry._genai import GenAIObserver
-from router_service.telemetry._router_metrics import (
-    RouterMetrics,
-    RouterStateCollector,
-    RouterStateReaders,
-)
-from router_service.telemetry._tracing import (
+from llmcore.telemetry._exposition import MetricsServer, start_metrics_server
+from llmcore.telemetry._tracing import (
     REQUEST_ID_KEY,
     RequestIdSpanProcessor,
     build_tracer_provider,
@@ -18,6 +12,12 @@ from router_service.telemetry._tracing import (
     request_baggage,
     server_interceptors,
     tracing_endpoint,
+)
+from router_service.telemetry._genai import GenAIObserver
+from router_service.telemetry._router_metrics import (
+    RouterMetrics,
+    RouterStateCollector,
+    RouterStateReaders,
 )
 
 __all__ = [

@@ -16,11 +16,11 @@ from collections.abc import AsyncGenerator, Awaitable, Sequence
 from opentelemetry import baggage, context, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from llmcore.telemetry._tracing import REQUEST_ID_KEY
 from router_service.dispatch import Event, Finished, Started, Text
 from router_service.errors import RouterError
 from router_service.placement import Candidate
 from router_service.telemetry._router_metrics import RouterMetrics
-from router_service.telemetry._tracing import REQUEST_ID_KEY
 from router_service.values import EmbedOutput
 
 CHAT = "chat"

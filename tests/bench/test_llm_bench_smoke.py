@@ -11,10 +11,10 @@ from typing import Any
 import orjson
 import pytest
 
-from clients.llmbench import build_parser, load_prompts, run
+from llmsim import Flavor, RunningSimulator, SimConfig, start_simulator
+from llmtools.llmbench import build_parser, load_prompts, run
 from router_service.app import RouterApp, start_router
 from router_service.settings import RouterSettings
-from router_service.sim import Flavor, RunningSimulator, SimConfig, start_simulator
 
 SUMMARY_FIELDS = {
     "label",

@@ -23,10 +23,10 @@ from clients.gen.llmgateway.v1 import common_pb2, control_pb2, control_pb2_grpc
 from clients.llm import ControlClient, RouterError
 from control_service.app import ControlApp, start_control
 from control_service.settings import ControlSettings
+from llmcore.vocabulary import ProviderName
 from router_service.app import start_router
 from router_service.providers import OllamaProvider, OpenAICompatProvider, Provider
 from router_service.settings import RouterSettings
-from router_service.values import ProviderName
 from tests.router.fake_engine import FakeEngine
 
 TOKEN = "s3cret-operator-token"

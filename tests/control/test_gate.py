@@ -28,9 +28,9 @@ from control_service.rollback.golden import GoldenFileError, GoldenRun, QueryRes
 from control_service.rollback.golden_runner import GoldenRunner
 from control_service.state import Migration, Phase
 from control_service.stats_windows import Aggregate, Histogram
+from llmsim import Flavor, RunningSimulator, SimConfig, start_simulator
 from router_service.app import RouterApp, start_router
 from router_service.settings import RouterSettings
-from router_service.sim import Flavor, RunningSimulator, SimConfig, start_simulator
 from tests.control.conftest import (
     Control,
     Engines,

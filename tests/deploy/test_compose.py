@@ -15,11 +15,11 @@ from pydantic_settings import BaseSettings
 
 from control_service.app import SERVICE_NAME as CONTROL_SERVICE
 from control_service.settings import ControlSettings
+from llmsim import Flavor
+from llmsim.main import build_config, parse_args
 from router_service.app import SERVICE_NAME as ROUTER_SERVICE
 from router_service.catalog import DEFAULT_ENGINE_NAMES, DEFAULT_FALLBACKS, DEFAULT_TASK_MODELS
 from router_service.settings import RouterSettings
-from router_service.sim import Flavor
-from router_service.sim.main import build_config, parse_args
 from tests.deploy._support import (
     COMPOSE_FILE,
     DEPLOY,
@@ -51,7 +51,7 @@ OTEL_VARS = {
     "OTEL_TRACES_SAMPLER_ARG",
     "OTEL_RESOURCE_ATTRIBUTES",
 }
-SIM_SOURCE = REPO / "router_service" / "sim" / "main.py"
+SIM_SOURCE = REPO / "llmsim" / "main.py"
 
 
 def _settings_for(service: str) -> type[BaseSettings] | None:

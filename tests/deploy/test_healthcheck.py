@@ -15,8 +15,8 @@ import pytest
 from control_service.app import SERVICE_NAME as CONTROL_SERVICE
 from control_service.app import start_control
 from control_service.settings import ControlSettings
+from llmsim import Flavor, SimConfig, start_simulator
 from router_service.app import SERVICE_NAME as ROUTER_SERVICE
-from router_service.sim import Flavor, SimConfig, start_simulator
 from tests.deploy._support import HEALTHCHECK_SCRIPT
 from tests.router.conftest import Harness, start_harness
 

@@ -1,5 +1,5 @@
 """The migration drill (``make demo``) in a reduced, fast form: the same drill logic
-(``clients.drill``) against an in-process stack (simulators on port 0, a real control service
+(``llmtools.drill``) against an in-process stack (simulators on port 0, a real control service
 evaluating the rollback rules every 50 ms, one real router), shorter steps and less load."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from clients.drill import DrillConfig, DrillTargets, run_drill
+from llmsim import Flavor, RunningSimulator, SimConfig, start_simulator
+from llmtools.drill import DrillConfig, DrillTargets, run_drill
 from router_service.app import RouterApp, start_router
 from router_service.settings import RouterSettings
-from router_service.sim import Flavor, RunningSimulator, SimConfig, start_simulator
 from tests.control.conftest import Control, start
 
 

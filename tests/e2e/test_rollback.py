@@ -30,9 +30,9 @@ from clients.llm import RouterClient, RouterError
 from control_service.rollback import decide as dec
 from control_service.rollback.loop import RollbackLoop
 from control_service.state import RolloutStatus
+from llmsim import Flavor, RunningSimulator, SimConfig, start_simulator
 from router_service.app import RouterApp, start_router
 from router_service.settings import RouterSettings
-from router_service.sim import Flavor, RunningSimulator, SimConfig, start_simulator
 from tests.control.conftest import Control, start
 
 ROLLBACK = {

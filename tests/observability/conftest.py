@@ -14,8 +14,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from clients.llm import RouterClient
+from llmsim import Flavor, RunningSimulator, SimConfig, start_simulator
 from router_service.app import RouterApp, start_router
-from router_service.sim import Flavor, RunningSimulator, SimConfig, start_simulator
 from router_service.telemetry import new_tracer_provider
 from tests.observability._otlp import Receiver, RunningReceiver, start_receiver
 from tests.router.conftest import make_settings

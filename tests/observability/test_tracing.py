@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import httpx
 
-from router_service.sim import RunningSimulator
+from llmsim import RunningSimulator
 from tests.observability._otlp import ReceivedSpan
 from tests.observability.conftest import TracedStack, start_traced_stack, stop_traced_stack
 from tests.router.shadow_support import shadow_config, wait_mirror

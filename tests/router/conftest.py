@@ -7,10 +7,10 @@ import grpc
 import pytest
 
 from clients.gen.llmgateway.v1 import router_pb2_grpc
+from llmcore.vocabulary import ProviderName
 from router_service.app import RouterApp, start_router
 from router_service.providers import OllamaProvider, OpenAICompatProvider, Provider
 from router_service.settings import RouterSettings
-from router_service.values import ProviderName
 from tests.router.fake_engine import FakeEngine
 
 

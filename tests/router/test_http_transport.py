@@ -13,9 +13,9 @@ import httpx
 import pytest
 from aiohttp import web
 
+from llmsim import Faults, Flavor, SimConfig, simulator
 from router_service.errors import ErrorKind, RouterError
 from router_service.providers import OpenAICompatProvider, ProviderLimits, build_http_client
-from router_service.sim import Faults, Flavor, SimConfig, simulator
 from router_service.values import ChatCall, ChatMessage, EmbedCall, SamplingOptions
 
 CALL = ChatCall("Qwen/Qwen3-8B", (ChatMessage("user", "hi"),), SamplingOptions(), "rid-1")

@@ -13,10 +13,10 @@ import grpc
 import pytest
 
 from clients.gen.llmgateway.v1 import router_pb2, router_pb2_grpc
+from llmsim import Flavor, RunningSimulator, SimConfig, start_simulator
 from router_service.app import RouterApp, start_router
 from router_service.errors import ErrorKind
 from router_service.shadow import ShadowMirror
-from router_service.sim import Flavor, RunningSimulator, SimConfig, start_simulator
 from tests.router.conftest import make_settings
 from tests.router.shadow_support import p50, pairs, shadow_config, wait_mirror
 

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 import httpx
 import pytest
 
-from router_service.sim import Flavor, RunningSimulator, SimConfig, start_simulator
+from llmsim import Flavor, RunningSimulator, SimConfig, start_simulator
 
 
 class SimFactory(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import orjson
 
-from router_service.sim import RunningSimulator
+from llmsim import RunningSimulator
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 SECRET = "my private diary entry"

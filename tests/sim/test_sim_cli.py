@@ -10,8 +10,8 @@ import sys
 import httpx
 import pytest
 
-from router_service.sim import Flavor, SimConfig, simulator
-from router_service.sim.main import build_config, parse_args
+from llmsim import Flavor, SimConfig, simulator
+from llmsim.main import build_config, parse_args
 
 
 def test_flags_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,7 +54,7 @@ async def test_cli_starts_and_stops_on_sigterm() -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "router_service.sim.main",
+        "llmsim.main",
         "--flavor",
         "vllm",
         "--port",

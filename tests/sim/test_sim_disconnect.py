@@ -9,7 +9,7 @@ import httpx
 import ollama
 import orjson
 
-from router_service.sim import Flavor, RunningSimulator
+from llmsim import Flavor, RunningSimulator
 
 SimFactory = Callable[..., Awaitable[RunningSimulator]]
 WaitFor = Callable[..., Awaitable[None]]

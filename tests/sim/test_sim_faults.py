@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pytest
 
-from router_service.sim import Faults, Flavor, RunningSimulator
+from llmsim import Faults, Flavor, RunningSimulator
 
 SimFactory = Callable[..., Awaitable[RunningSimulator]]
 WaitFor = Callable[..., Awaitable[None]]

@@ -7,7 +7,7 @@ import re
 import httpx
 import openai
 
-from router_service.sim import RunningSimulator
+from llmsim import RunningSimulator
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (-?[0-9.e+-]+|\+Inf|NaN)$")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')

@@ -10,8 +10,8 @@ import ollama
 import orjson
 import pytest
 
-from router_service.sim import Flavor, RunningSimulator
-from router_service.sim._textgen import count_tokens
+from llmsim import Flavor, RunningSimulator
+from llmsim._textgen import count_tokens
 
 SimFactory = Callable[..., Awaitable[RunningSimulator]]
 MSG = [{"role": "user", "content": "What is in my memory graph?"}]
@@ -195,7 +195,7 @@ async def test_root_and_head(ollama_sim: RunningSimulator, http: httpx.AsyncClie
 
 
 async def test_custom_catalogue(make_sim: SimFactory) -> None:
-    from router_service.sim import ModelSpec
+    from llmsim import ModelSpec
 
     sim = await make_sim(
         flavor=Flavor.OLLAMA,

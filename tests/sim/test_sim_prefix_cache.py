@@ -8,8 +8,8 @@ import httpx
 import openai
 from openai.types.chat import ChatCompletionMessageParam
 
-from router_service.sim import Flavor, RunningSimulator
-from router_service.sim._prefix_cache import PrefixCache
+from llmsim import Flavor, RunningSimulator
+from llmsim._prefix_cache import PrefixCache
 
 SimFactory = Callable[..., Awaitable[RunningSimulator]]
 SYSTEM = " ".join(f"Rule {i}: answer from memory, cite the source, be brief." for i in range(40))

@@ -11,9 +11,9 @@ import httpx
 import orjson
 import pytest
 
-from router_service.sim import Flavor, ModelSpec, RunningSimulator, Timing
-from router_service.sim._engine import ModelEngine
-from router_service.sim._scheduler import Admission, QueueFull
+from llmsim import Flavor, ModelSpec, RunningSimulator, Timing
+from llmsim._engine import ModelEngine
+from llmsim._scheduler import Admission, QueueFull
 
 SimFactory = Callable[..., Awaitable[RunningSimulator]]
 WaitFor = Callable[..., Awaitable[None]]

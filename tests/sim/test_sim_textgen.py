@@ -7,10 +7,10 @@ import math
 import httpx
 import pytest
 
-from router_service.sim import RunningSimulator
-from router_service.sim._faults import FaultHeaderError, parse_fault_header
-from router_service.sim._ollama import canonical_name, parse_keep_alive
-from router_service.sim._textgen import (
+from llmsim import RunningSimulator
+from llmsim._faults import FaultHeaderError, parse_fault_header
+from llmsim._ollama import canonical_name, parse_keep_alive
+from llmsim._textgen import (
     apply_stop,
     count_tokens,
     embed,

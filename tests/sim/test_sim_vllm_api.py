@@ -11,7 +11,7 @@ import orjson
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from router_service.sim import RunningSimulator
+from llmsim import RunningSimulator
 
 MSGS: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Plan my research."}]
 MODEL = "Qwen/Qwen3-8B"
