@@ -1,132 +1,72 @@
-"""``make run``: the whole stack on one machine.
+"""``make run``: the whole stack on one machine, supervised.
 
 Starts the Ollama and vLLM simulators (unless ``OLLAMA_BASE_URL`` / ``VLLM_BASE_URL`` point at
-real engines) and the router, each as its own process, waits until each answers, and stops
-them all on Ctrl-C or SIGTERM.
+real engines), the control service and the router, each as its own process, and waits until each
+answers. A component that exits is restarted with backoff while the others keep running (the
+router keeps serving from its last snapshot while the control service comes back with its state);
+Ctrl-C or SIGTERM stops everything. Each child's pid and restart count is in
+``<run dir>/devstack.json``.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from pathlib import Path
 
-SIM_OLLAMA_PORT = int(os.environ.get("SIM_OLLAMA_PORT", "11434"))
-SIM_VLLM_PORT = int(os.environ.get("SIM_VLLM_PORT", "8000"))
-ROUTER_PORT = int(os.environ.get("LLM_ROUTER_PORT", "50051"))
-CONTROL_PORT = int(os.environ.get("LLM_CONTROL_PORT", "50061"))
+from llmtools.supervisor import ChildSpec, Supervisor
 
 
-@dataclass
-class Child:
-    name: str
-    proc: subprocess.Popen[bytes]
-    port: int
-
-
-def _wait_port(child: Child, timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if child.proc.poll() is not None:
-            raise SystemExit(f"{child.name} exited with status {child.proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", child.port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"{child.name} did not listen on port {child.port} within {timeout:.0f}s")
-
-
-def _spawn(name: str, args: Sequence[str], port: int, env: dict[str, str]) -> Child:
-    print(f"devstack: starting {name} on 127.0.0.1:{port}", flush=True)
-    return Child(name, subprocess.Popen([sys.executable, "-m", *args], env=env), port)
+def _port(env: dict[str, str], name: str, default: int) -> int:
+    return int(env.get(name, str(default)))
 
 
 def main() -> None:
     env = dict(os.environ)
-    children: list[Child] = []
-    stopping = False
+    run_dir = Path(env.get("LLM_DEVSTACK_RUN_DIR", ".run"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ollama_port = _port(env, "SIM_OLLAMA_PORT", 11434)
+    vllm_port = _port(env, "SIM_VLLM_PORT", 8000)
+    router_port = _port(env, "LLM_ROUTER_PORT", 50051)
+    control_port = _port(env, "LLM_CONTROL_PORT", 50061)
 
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    sup = Supervisor(state_file=run_dir / "devstack.json")
+    signal.signal(signal.SIGTERM, sup.stop)
+    signal.signal(signal.SIGINT, sup.stop)
     try:
         if "OLLAMA_BASE_URL" not in env:
-            children.append(
-                _spawn(
-                    "ollama simulator",
-                    [
-                        "llmsim.main",
-                        "--flavor",
-                        "ollama",
-                        "--port",
-                        str(SIM_OLLAMA_PORT),
-                    ],
-                    SIM_OLLAMA_PORT,
-                    env,
-                )
-            )
-            env["OLLAMA_BASE_URL"] = f"http://127.0.0.1:{SIM_OLLAMA_PORT}"
+            args = ("llmsim.main", "--flavor", "ollama", "--port", str(ollama_port))
+            sup.start(ChildSpec("ollama simulator", args, ollama_port, dict(env)))
+            env["OLLAMA_BASE_URL"] = f"http://127.0.0.1:{ollama_port}"
         if "VLLM_BASE_URL" not in env:
-            children.append(
-                _spawn(
-                    "vllm simulator",
-                    ["llmsim.main", "--flavor", "vllm", "--port", str(SIM_VLLM_PORT)],
-                    SIM_VLLM_PORT,
-                    env,
-                )
-            )
-            env["VLLM_BASE_URL"] = f"http://127.0.0.1:{SIM_VLLM_PORT}"
-        control = _spawn(
-            "control service",
-            ["control_service.main", "--port", str(CONTROL_PORT), "--db", ".run/control.db"],
-            CONTROL_PORT,
-            env,
-        )
-        children.append(control)
-        for child in children:
-            _wait_port(child)
-        env.setdefault("LLM_ROUTER_CONTROL_ADDRESS", f"127.0.0.1:{CONTROL_PORT}")
+            args = ("llmsim.main", "--flavor", "vllm", "--port", str(vllm_port))
+            sup.start(ChildSpec("vllm simulator", args, vllm_port, dict(env)))
+            env["VLLM_BASE_URL"] = f"http://127.0.0.1:{vllm_port}"
+        db = run_dir / "control.db"
+        control_args = ("control_service.main", "--port", str(control_port), "--db", str(db))
+        sup.start(ChildSpec("control service", control_args, control_port, dict(env)))
+        env.setdefault("LLM_ROUTER_CONTROL_ADDRESS", f"127.0.0.1:{control_port}")
         env.setdefault("LLM_ROUTER_ROUTER_ID", "router-1")
-        router = _spawn(
-            "router", ["router_service.main", "--port", str(ROUTER_PORT)], ROUTER_PORT, env
+        env.setdefault(
+            "LLM_ROUTER_CONFIG_CACHE_PATH",
+            str(run_dir / f"router-{env['LLM_ROUTER_ROUTER_ID']}.snapshot"),
         )
-        children.append(router)
-        _wait_port(router)
+        router_args = ("router_service.main", "--port", str(router_port))
+        sup.start(ChildSpec("router", router_args, router_port, dict(env)))
         print(
             "devstack: ready.\n"
             f"  ollama: {env['OLLAMA_BASE_URL']}\n"
             f"  vllm:   {env['VLLM_BASE_URL']}\n"
-            f"  router: 127.0.0.1:{ROUTER_PORT} (gRPC)\n"
-            f"  control: 127.0.0.1:{CONTROL_PORT} (gRPC; state in .run/control.db)\n"
+            f"  router: 127.0.0.1:{router_port} (gRPC)\n"
+            f"  control: 127.0.0.1:{control_port} (gRPC; state in {db})\n"
             '  try:    .venv/bin/llmctl generate "Why is the sky blue?"\n'
             "          .venv/bin/llmctl status\n"
-            "  Ctrl-C stops everything.",
+            "  A component that exits is restarted; Ctrl-C stops everything.",
             flush=True,
         )
-        while not stopping:
-            for child in children:
-                if child.proc.poll() is not None:
-                    print(f"devstack: {child.name} exited ({child.proc.returncode})", flush=True)
-                    stopping = True
-            time.sleep(0.2)
+        sup.run()
     finally:
-        for child in reversed(children):
-            if child.proc.poll() is None:
-                child.proc.send_signal(signal.SIGTERM)
-        for child in reversed(children):
-            try:
-                child.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.proc.kill()
+        sup.shutdown()
 
 
 if __name__ == "__main__":
