@@ -24,8 +24,8 @@ A golden file is YAML::
           reference: "Paris"        # with min_similarity: word-sequence similarity in [0, 1]
           min_similarity: 0.5
 
-A query passes when every check holds. The JSON-schema check understands the subset documented
-in ``_jsonschema``; the answer may be wrapped in a Markdown code fence.
+A query passes when every check holds. ``json_schema`` is JSON Schema draft 2020-12 (the
+``jsonschema`` library; see ``_jsonschema``); the answer may be wrapped in a Markdown code fence.
 """
 
 from __future__ import annotations
@@ -197,7 +197,9 @@ def _checks(raw: Any, where: str) -> Checks:
     if schema is not None:
         problems = _jsonschema.check_schema(schema)
         if problems:
-            raise GoldenFileError(f"{where}.json_schema: {'; '.join(problems)}")
+            at = f"{where}.json_schema"
+            named = [(f"{at}.{place}" if place else at, what) for place, what in problems]
+            raise GoldenFileError("; ".join(f"{name}: {what}" for name, what in named))
     reference, min_sim = raw.get("reference"), raw.get("min_similarity")
     if reference is not None and not isinstance(reference, str):
         raise GoldenFileError(f"{where}.reference: must be a string")
