@@ -1,10 +1,10 @@
 """The desired state as plain, immutable data: flags, the migration phase, the model catalogue.
 
 No grpc or protobuf here: ``convert`` translates to and from the wire, ``store`` persists the
-JSON form (:func:`to_dict` / :func:`from_dict`). The defaults are the seed report's
-``LLMProviderConfig`` (section 5.2), its rollback triggers (6.4), its split steps (5.4) and the
-router's model catalogue (``router_service.catalog``), so a fresh control service pushes what a
-router without a control service already does.
+JSON form (:func:`to_dict` / :func:`from_dict`, pydantic over these dataclasses). The defaults
+are the seed report's ``LLMProviderConfig`` (section 5.2), its rollback triggers (6.4), its split
+steps (5.4) and the router's model catalogue (``llmcore.catalog``), so a fresh control service
+pushes what a router without a control service already does.
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ import enum
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import BeforeValidator, PlainSerializer, TypeAdapter, ValidationError
 
 from control_service.model_sizes import default_vram_bytes
 from llmcore.catalog import DEFAULT_ENGINE_NAMES, DEFAULT_FALLBACKS, DEFAULT_TASK_MODELS
-from llmcore.vocabulary import PROVIDERS, ProviderName, TaskName
+from llmcore.vocabulary import ProviderName, TaskName
 
 TASKS: tuple[TaskName, ...] = get_args(TaskName)
 ComponentProvider = Literal["primary", "ollama", "vllm"]
@@ -42,6 +44,14 @@ class Phase(enum.IntEnum):
     SHADOW = 2
     SPLIT = 3
     PRIMARY = 4
+
+
+# A phase as the store writes it: by name, so the document reads "SHADOW", not 2.
+StoredPhase = Annotated[
+    Phase,
+    BeforeValidator(lambda v: Phase.__members__.get(v, v) if isinstance(v, str) else v),
+    PlainSerializer(lambda p: p.name, return_type=str),
+]
 
 
 class RolloutStatus(enum.Enum):
@@ -142,12 +152,12 @@ class Migration:
     """The phase resource. While ABORTED the phase is FACADE and ``aborted_*`` hold what Retry
     restores; ``split_weight_percent`` is 0 before SPLIT and 100 in PRIMARY."""
 
-    phase: Phase = Phase.FACADE
+    phase: StoredPhase = Phase.FACADE
     split_weight_percent: int = 0
     split_steps: tuple[int, ...] = SEED_SPLIT_STEPS
     status: RolloutStatus = RolloutStatus.ACTIVE
     status_reason: str = ""
-    aborted_phase: Phase | None = None
+    aborted_phase: StoredPhase | None = None
     aborted_weight_percent: int = 0
     # Automatic rollbacks so far (for the cap) and when the last one happened (for the
     # cooldown); carried through every verb, never reset by one (see control_service.rollback).
@@ -221,171 +231,51 @@ def default_state(split_steps: tuple[int, ...] = SEED_SPLIT_STEPS) -> DesiredSta
 
 
 # --- JSON form (the store's format; also the audit log's before/after) ----------------------
+#
+# pydantic over the dataclasses above: the document is their fields by name, tuples as lists,
+# enums by value except phases, which are stored by name ("SHADOW"). A key added after the first
+# release takes the field's default when absent, so snapshots stored by an older build still
+# load (tests/control/fixtures holds documents written by the hand-written codec this replaced).
+
+_STATE: TypeAdapter[DesiredState] = TypeAdapter(DesiredState)
+
+
+def _with_default_sizes(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Snapshots stored before sizes existed: each model gets the seed's size *for its name*,
+    which a field default cannot express."""
+    models = data.get("catalog", {}).get("models") if isinstance(data, Mapping) else None
+    if not isinstance(models, list):
+        return data
+    sized = [
+        {
+            **e,
+            "ollama_vram_bytes": e.get(
+                "ollama_vram_bytes", default_vram_bytes(e["name"], "ollama")
+            ),
+            "vllm_vram_bytes": e.get("vllm_vram_bytes", default_vram_bytes(e["name"], "vllm")),
+        }
+        if isinstance(e, Mapping) and isinstance(e.get("name"), str)
+        else e
+        for e in models
+    ]
+    return {**data, "catalog": {**data["catalog"], "models": sized}}
 
 
 def to_dict(state: DesiredState) -> dict[str, Any]:
-    f, m = state.flags, state.migration
-    return {
-        "flags": {
-            "primary_provider": f.primary_provider,
-            "fallback_provider": f.fallback_provider,
-            "synthesis_provider": f.synthesis_provider,
-            "analysis_provider": f.analysis_provider,
-            "classification_provider": f.classification_provider,
-            "embedding_provider": f.embedding_provider,
-            "shadow_enabled": f.shadow_enabled,
-            "shadow_provider": f.shadow_provider,
-            "shadow_sample_rate": f.shadow_sample_rate,
-            "shadow_during_split": f.shadow_during_split,
-            "shadow_compare_embeddings": f.shadow_compare_embeddings,
-            "shadow_capture_content": f.shadow_capture_content,
-            "prompt_policies": [[m, p] for m, p in f.prompt_policies],
-            "rollback": {
-                "error_rate": f.rollback.error_rate,
-                "latency_p95_ms": f.rollback.latency_p95_ms,
-                "consecutive_timeouts": f.rollback.consecutive_timeouts,
-                "window_seconds": f.rollback.window_seconds,
-                "min_requests": f.rollback.min_requests,
-                "cooldown_seconds": f.rollback.cooldown_seconds,
-                "max_automatic_rollbacks": f.rollback.max_automatic_rollbacks,
-                "timeout_routers_required": f.rollback.timeout_routers_required,
-                "health_failure_threshold": f.rollback.health_failure_threshold,
-                "health_success_threshold": f.rollback.health_success_threshold,
-                "dry_run_rules": list(f.rollback.dry_run_rules),
-                "embed_latency_p95_ms": f.rollback.embed_latency_p95_ms,
-            },
-        },
-        "migration": {
-            "phase": m.phase.name,
-            "split_weight_percent": m.split_weight_percent,
-            "split_steps": list(m.split_steps),
-            "status": m.status.value,
-            "status_reason": m.status_reason,
-            "aborted_phase": m.aborted_phase.name if m.aborted_phase else None,
-            "aborted_weight_percent": m.aborted_weight_percent,
-            "automatic_rollbacks": m.automatic_rollbacks,
-            "last_rollback_at": m.last_rollback_at,
-        },
-        "catalog": {
-            "models": [
-                {
-                    "name": e.name,
-                    "ollama_name": e.ollama_name,
-                    "vllm_name": e.vllm_name,
-                    "fallbacks": list(e.fallbacks),
-                    "embedding": e.embedding,
-                    "ollama_vram_bytes": e.ollama_vram_bytes,
-                    "vllm_vram_bytes": e.vllm_vram_bytes,
-                }
-                for e in state.catalog.models
-            ],
-            "task_models": [[t, model] for t, model in state.catalog.task_models],
-        },
-    }
-
-
-def _provider(value: Any) -> ProviderName | None:
-    if value is None or value in PROVIDERS:
-        return value  # type: ignore[no-any-return]
-    raise ValueError(f"unknown provider {value!r}")
-
-
-def _component(value: Any) -> ComponentProvider:
-    if value in COMPONENT_PROVIDERS:
-        return value  # type: ignore[no-any-return]
-    raise ValueError(f"unknown component provider {value!r}")
-
-
-def _rule(value: Any) -> RollbackRule:
-    if value in ROLLBACK_RULES:
-        return value  # type: ignore[no-any-return]
-    raise ValueError(f"unknown rollback rule {value!r}")
-
-
-def _task(value: Any) -> TaskName:
-    if value in TASKS:
-        return value  # type: ignore[no-any-return]
-    raise ValueError(f"unknown task {value!r}")
+    return _STATE.dump_python(state, mode="json")  # type: ignore[no-any-return]
 
 
 def from_dict(data: Mapping[str, Any]) -> DesiredState:
-    """Inverse of :func:`to_dict`; raises ``ValueError``/``KeyError`` on a malformed document.
-    Keys added after the first release (the rollback knobs and counters) take their defaults
-    when absent, so snapshots stored by an older build still load."""
-    f, m, c = data["flags"], data["migration"], data["catalog"]
-    r = f["rollback"]
-    rd = RollbackThresholds()
-    flags = Flags(
-        primary_provider=_provider(f["primary_provider"]),
-        fallback_provider=_provider(f["fallback_provider"]),
-        synthesis_provider=_component(f["synthesis_provider"]),
-        analysis_provider=_component(f["analysis_provider"]),
-        classification_provider=_component(f["classification_provider"]),
-        embedding_provider=_component(f["embedding_provider"]),
-        shadow_enabled=bool(f["shadow_enabled"]),
-        shadow_provider=_provider(f["shadow_provider"]),
-        shadow_sample_rate=float(f["shadow_sample_rate"]),
-        shadow_during_split=bool(f.get("shadow_during_split", False)),
-        shadow_compare_embeddings=bool(f.get("shadow_compare_embeddings", False)),
-        shadow_capture_content=bool(f.get("shadow_capture_content", False)),
-        prompt_policies=tuple((str(m), str(p)) for m, p in f.get("prompt_policies", ())),
-        rollback=RollbackThresholds(
-            error_rate=float(r["error_rate"]),
-            latency_p95_ms=int(r["latency_p95_ms"]),
-            consecutive_timeouts=int(r["consecutive_timeouts"]),
-            window_seconds=int(r["window_seconds"]),
-            min_requests=int(r["min_requests"]),
-            cooldown_seconds=int(r.get("cooldown_seconds", rd.cooldown_seconds)),
-            max_automatic_rollbacks=int(
-                r.get("max_automatic_rollbacks", rd.max_automatic_rollbacks)
-            ),
-            timeout_routers_required=int(
-                r.get("timeout_routers_required", rd.timeout_routers_required)
-            ),
-            health_failure_threshold=int(
-                r.get("health_failure_threshold", rd.health_failure_threshold)
-            ),
-            health_success_threshold=int(
-                r.get("health_success_threshold", rd.health_success_threshold)
-            ),
-            dry_run_rules=tuple(_rule(x) for x in r.get("dry_run_rules", ())),
-            embed_latency_p95_ms=int(r.get("embed_latency_p95_ms", rd.embed_latency_p95_ms)),
-        ),
-    )
-    migration = Migration(
-        phase=Phase[m["phase"]],
-        split_weight_percent=int(m["split_weight_percent"]),
-        split_steps=tuple(int(s) for s in m["split_steps"]),
-        status=RolloutStatus(m["status"]),
-        status_reason=str(m["status_reason"]),
-        aborted_phase=Phase[m["aborted_phase"]] if m["aborted_phase"] else None,
-        aborted_weight_percent=int(m["aborted_weight_percent"]),
-        automatic_rollbacks=int(m.get("automatic_rollbacks", 0)),
-        last_rollback_at=(
-            float(m["last_rollback_at"]) if m.get("last_rollback_at") is not None else None
-        ),
-    )
-    catalog = Catalog(
-        models=tuple(
-            ModelEntry(
-                name=str(e["name"]),
-                ollama_name=str(e["ollama_name"]),
-                vllm_name=str(e["vllm_name"]),
-                fallbacks=tuple(str(x) for x in e["fallbacks"]),
-                embedding=bool(e["embedding"]),
-                # Absent in snapshots stored before sizes existed: the seed's default size.
-                ollama_vram_bytes=int(
-                    e.get("ollama_vram_bytes", default_vram_bytes(str(e["name"]), "ollama"))
-                ),
-                vllm_vram_bytes=int(
-                    e.get("vllm_vram_bytes", default_vram_bytes(str(e["name"]), "vllm"))
-                ),
-            )
-            for e in c["models"]
-        ),
-        task_models=tuple((_task(t), str(model)) for t, model in c["task_models"]),
-    )
-    return DesiredState(flags, migration, catalog)
+    """Inverse of :func:`to_dict`; a ``ValueError`` naming every bad field (one line, for the
+    store's "version N is unreadable" error) on a malformed document."""
+    try:
+        return _STATE.validate_python(_with_default_sizes(data))
+    except ValidationError as exc:
+        problems = (
+            f"{'.'.join(map(str, e['loc'])) or '$'}: {e['msg']} (got {e['input']!r})"
+            for e in exc.errors(include_url=False)
+        )
+        raise ValueError("; ".join(problems)) from None
 
 
 def dumps(state: DesiredState) -> str:
