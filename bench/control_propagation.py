@@ -26,7 +26,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
-import math
 import os
 import platform
 import shlex
@@ -46,6 +45,7 @@ from google import protobuf
 
 from clients.gen.llmgateway.v1 import control_pb2
 from clients.llm import ControlClient
+from llmcore.stats import percentile
 from router_service.catalog import (
     DEFAULT_ENGINE_NAMES,
     DEFAULT_FALLBACKS,
@@ -127,18 +127,19 @@ class Run:
     control_cpu_s: float | None = None
 
 
-def percentile(values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile (p in (0, 100])."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(p / 100 * len(ordered)))
-    return ordered[rank - 1]
+def _at(values: Sequence[float], q: float) -> float:
+    """:func:`llmcore.stats.percentile` of a non-empty run."""
+    value = percentile(values, q)
+    if value is None:
+        raise ValueError("no samples")
+    return value
 
 
 def summary(values: Sequence[float]) -> dict[str, float]:
     return {
-        "p50": percentile(values, 50),
-        "p95": percentile(values, 95),
-        "p99": percentile(values, 99),
+        "p50": _at(values, 50),
+        "p95": _at(values, 95),
+        "p99": _at(values, 99),
         "max": max(values),
         "mean": sum(values) / len(values),
     }

@@ -419,7 +419,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _pct(xs: list[float], q: float) -> float:
-    from llmtools.llmbench import percentile
+    from llmcore.stats import percentile
 
     v = percentile(xs, q)
     return round((v or 0.0) * 1e3, 3)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import math
 import os
 import platform
 import re
@@ -45,6 +46,7 @@ from pathlib import Path
 import grpc
 
 from clients.gen.llmgateway.v1 import router_pb2, router_pb2_grpc
+from llmcore.stats import percentile
 from router_service.app import start_router
 from router_service.config import RoutingConfig, bootstrap_config
 from router_service.settings import RouterSettings
@@ -67,10 +69,9 @@ class Samples:
 
 
 def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
+    """:func:`llmcore.stats.percentile`; NaN when a round has no samples."""
+    value = percentile(values, q)
+    return math.nan if value is None else value
 
 
 async def one(stub: router_pb2_grpc.RouterServiceAsyncStub, rid: str, out: Samples) -> None:

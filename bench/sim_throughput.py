@@ -31,6 +31,8 @@ from pathlib import Path
 import aiohttp
 import orjson
 
+from llmcore.stats import percentile
+
 ROOT = Path(__file__).resolve().parent.parent
 _LISTEN_RE = re.compile(rb"listening on (http://\S+)")
 
@@ -200,10 +202,9 @@ async def drive(
 
 
 def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
+    """:func:`llmcore.stats.percentile` at ``q`` (0..1 here); NaN for no values."""
+    value = percentile(values, q * 100)
+    return float("nan") if value is None else value
 
 
 def print_table(title: str, results: list[Result]) -> None:

@@ -26,22 +26,18 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from clients.gen.llmgateway.v1 import common_pb2, control_pb2
+from llmcore.stats import percentile
 
 DEFAULT_WORST = 10
 
 GroupKey = tuple[int, str]  # (proto Task value, logical model)
 
 
-def quantile(values: Sequence[float], q: float) -> float:
-    """The ``q`` quantile (0..1) with linear interpolation between closest ranks; 0.0 when
-    there are no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    pos = q * (len(ordered) - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+def quantile(values: Iterable[float], q: float) -> float:
+    """The ``q``-th percentile (0..100, :func:`llmcore.stats.percentile`); 0.0 when there are no
+    values (the report's proto fields have no "absent")."""
+    value = percentile(values, q)
+    return 0.0 if value is None else value
 
 
 def spread(total: int, weights: Counter[GroupKey]) -> dict[GroupKey, int]:
@@ -148,7 +144,7 @@ def _rate(
 
 
 def _p50(values: Iterable[float]) -> float:
-    return quantile(list(values), 0.5)
+    return quantile(values, 50)
 
 
 def _group(
@@ -167,9 +163,9 @@ def _group(
         tokens_per_second_delta_p50=_p50(
             m.shadow_tokens_per_second - m.primary_tokens_per_second for m in both
         ),
-        similarity_p10=quantile(similarity, 0.1),
-        similarity_p50=quantile(similarity, 0.5),
-        similarity_p90=quantile(similarity, 0.9),
+        similarity_p10=quantile(similarity, 10),
+        similarity_p50=quantile(similarity, 50),
+        similarity_p90=quantile(similarity, 90),
         length_ratio_p50=_p50(m.length_ratio for m in both),
         embedding_cosine_p50=_p50(
             m.embedding_cosine for m in both if m.HasField("embedding_cosine")

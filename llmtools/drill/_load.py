@@ -9,13 +9,13 @@ placed under its config).
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from clients.llm import CallOptions, RouterClient, RouterError, Task
+from llmcore.stats import percentile
 
 TRANSITION = "transition"
 
@@ -64,11 +64,8 @@ class Call:
 
 
 def p95(values: Sequence[float]) -> float | None:
-    """Nearest-rank 95th percentile; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+    """95th percentile (:func:`llmcore.stats.percentile`); None for no values."""
+    return percentile(values, 95)
 
 
 @dataclass

@@ -13,10 +13,11 @@ The building blocks are public so benchmarks (``bench/router_overhead.py``) reus
 timed load path.
 """
 
+from llmcore.stats import percentile
 from llmtools.llmbench._cli import build_parser, main, run
 from llmtools.llmbench._prompts import Prompt, PromptFileError, load_prompts
 from llmtools.llmbench._run import Batch, Window, run_requests, run_window
-from llmtools.llmbench._stats import Summary, percentile, summarize
+from llmtools.llmbench._stats import Summary, summarize
 from llmtools.llmbench._targets import (
     VLLM_MODEL_NAMES,
     OllamaTarget,

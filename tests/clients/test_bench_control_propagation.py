@@ -29,8 +29,12 @@ def test_a_small_propagation_run_reports_every_change(
     assert list(tmp_path.iterdir()) == [out]  # the temp dir is gone
 
 
-def test_percentile_is_nearest_rank() -> None:
+def test_summary_uses_the_core_percentile() -> None:
     values = [float(v) for v in range(1, 101)]
-    assert control_propagation.percentile(values, 50) == 50.0
-    assert control_propagation.percentile(values, 99) == 99.0
-    assert control_propagation.percentile([5.0, 1.0], 99) == 5.0
+    stats = control_propagation.summary(values)
+    # llmcore.stats.percentile (linear, numpy's default), not nearest-rank (50.0 / 99.0).
+    assert stats["p50"] == pytest.approx(50.5)
+    assert stats["p99"] == pytest.approx(99.01)
+    assert (stats["max"], stats["mean"]) == (100.0, 50.5)
+    with pytest.raises(ValueError, match="no samples"):
+        control_propagation.summary([])

@@ -74,12 +74,12 @@ def report_of(*pairs: control_pb2.ShadowComparison, dropped: int = 0) -> control
 
 
 def test_quantile_interpolates_between_closest_ranks() -> None:
-    assert quantile([], 0.5) == 0.0
-    assert quantile([3.0], 0.9) == 3.0
-    assert quantile([4.0, 1.0, 3.0, 2.0], 0.5) == 2.5
-    assert quantile([float(i) for i in range(11)], 0.1) == pytest.approx(1.0)
-    assert quantile([0.2, 0.4, 0.6, 0.8], 0.1) == pytest.approx(0.26)
-    assert quantile([0.2, 0.4, 0.6, 0.8], 0.9) == pytest.approx(0.74)
+    assert quantile([], 50) == 0.0
+    assert quantile([3.0], 90) == 3.0
+    assert quantile([4.0, 1.0, 3.0, 2.0], 50) == 2.5
+    assert quantile([float(i) for i in range(11)], 10) == pytest.approx(1.0)
+    assert quantile([0.2, 0.4, 0.6, 0.8], 10) == pytest.approx(0.26)
+    assert quantile([0.2, 0.4, 0.6, 0.8], 90) == pytest.approx(0.74)
 
 
 def test_spread_keeps_the_total_and_the_proportions() -> None:
