@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from llmcore.notify import ChangeNotifier
+
 
 class RouterView(enum.Enum):
     """The control service's view of one router (``RouterInfo.state``)."""
@@ -78,7 +80,7 @@ class Hub:
         self.current: Published | None = None
         self._records: dict[str, RouterRecord] = {}
         self._sessions: dict[str, Session] = {}
-        self._changed = asyncio.Event()
+        self._changed = ChangeNotifier()
         self._shut = False
 
     # --- snapshots -------------------------------------------------------------------------
@@ -195,11 +197,9 @@ class Hub:
         return [rid for rid, s in self._sessions.items() if s.record.applied_version == version]
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self._changed.notify()
 
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
         """Wait until ``predicate()`` holds; it is re-checked on every bookkeeping change
         (publish, connect, disconnect, send, ACK, NACK). Bound it with ``asyncio.timeout``."""
-        while not predicate():
-            await self._changed.wait()
+        await self._changed.wait_for(predicate)

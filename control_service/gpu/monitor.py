@@ -33,6 +33,7 @@ from control_service.gpu.stability import (
     coverage,
     evaluate,
 )
+from llmcore.notify import ChangeNotifier
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ class GpuMonitor:
         self._polls = 0
         self._unavailable_polls = 0
         self._last_poll_s = 0.0
-        self._changed = asyncio.Event()
+        self._changed = ChangeNotifier()
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
         self._loop_error_logged: str | None = None
@@ -233,8 +234,7 @@ class GpuMonitor:
         self._prev_available = status.available
         self._latest = status
         self._seq += 1
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        self._changed.notify()
 
     async def start(self, first_sample_timeout_s: float = 5.0) -> None:
         """Start the poll loop and wait (at most ``first_sample_timeout_s``) for its first
@@ -245,15 +245,14 @@ class GpuMonitor:
         self._task = asyncio.create_task(self._run(), name="gpu-monitor")
         try:
             async with asyncio.timeout(first_sample_timeout_s):
-                while self._seq == 0:
-                    await self._changed.wait()
+                await self._changed.wait_for(lambda: self._seq > 0)
         except TimeoutError:
             log.warning("GPU telemetry: no first sample within %gs", first_sample_timeout_s)
 
     async def stop(self) -> None:
         """Stop polling, end every :meth:`updates` iterator and release the backend."""
         self._stopped = True
-        self._changed.set()
+        self._changed.notify()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -281,11 +280,10 @@ class GpuMonitor:
         slow consumer skips to the newest sample instead of queueing."""
         seen = 0
         while True:
-            changed = self._changed
             if self._seq > seen:
                 seen = self._seq
                 yield self._latest
                 continue
             if self._stopped:
                 return
-            await changed.wait()
+            await self._changed.wait()

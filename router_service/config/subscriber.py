@@ -32,6 +32,7 @@ from pathlib import Path
 import grpc
 
 from clients.gen.llmgateway.v1 import control_pb2, control_pb2_grpc
+from llmcore.notify import ChangeNotifier
 from router_service.config.holder import ConfigHolder
 from router_service.config.persist import save_snapshot
 from router_service.config.reports import build_report
@@ -94,7 +95,7 @@ class ConfigSubscriber:
         self.last_nack = ""
         self._ever_synced = holder.current.version > 0
         self._disconnected_at: float | None = None
-        self._changed = asyncio.Event()
+        self._changed = ChangeNotifier()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._persist_task: asyncio.Task[None] | None = None
@@ -141,17 +142,13 @@ class ConfigSubscriber:
 
     async def wait_state(self, state: SubscriberState) -> None:
         """Wait until the subscriber is in ``state`` (for health checks, tests, tools)."""
-        while self.state is not state:
-            changed = self._changed
-            await changed.wait()
+        await self._changed.wait_for(lambda: self.state is state)
 
     def _set_state(self, state: SubscriberState) -> None:
         if state is not self.state:
             log.info("config subscriber %s -> %s", self.state.value, state.value)
             self.state = state
-        # Wake every waiter, then arm a fresh event for the next change.
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self._changed.notify()
         if self._on_change is not None:
             self._on_change(state, self.applied_version)
 
