@@ -3,12 +3,9 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
-
 import grpc
-from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2
 
 from control_service.errors import (
     ControlError,
@@ -18,36 +15,18 @@ from control_service.errors import (
     TransitionError,
     VersionConflict,
 )
-
-DOMAIN = "llmgateway"
-
-
-def _pack(msg: Any) -> any_pb2.Any:
-    out = any_pb2.Any()
-    out.Pack(msg)
-    return out
+from llmcore.rich_status import bad_request, rich_status
 
 
 def to_status(err: ControlError) -> grpc.Status:
     """INVALID_ARGUMENT (+ BadRequest), FAILED_PRECONDITION (+ PreconditionFailure for
     :class:`PreconditionFailed`), ABORTED or UNAVAILABLE."""
     metadata: dict[str, str] = {}
-    details: list[any_pb2.Any] = []
+    details: list[Message] = []
     if isinstance(err, InvalidChange):
         code, reason = grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST"
         metadata["code"] = "ERR_4000"
-        details.append(
-            _pack(
-                error_details_pb2.BadRequest(
-                    field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(
-                            field=v.field, description=v.description
-                        )
-                        for v in err.violations
-                    ]
-                )
-            )
-        )
+        details.append(bad_request(err.violations))
     elif isinstance(err, TransitionError):
         code, reason = grpc.StatusCode.FAILED_PRECONDITION, "ILLEGAL_TRANSITION"
     elif isinstance(err, PreconditionFailed):
@@ -55,14 +34,12 @@ def to_status(err: ControlError) -> grpc.Status:
         metadata.update(err.metadata)
         metadata["field"] = err.subject
         details.append(
-            _pack(
-                error_details_pb2.PreconditionFailure(
-                    violations=[
-                        error_details_pb2.PreconditionFailure.Violation(
-                            type=err.reason, subject=err.subject, description=str(err)
-                        )
-                    ]
-                )
+            error_details_pb2.PreconditionFailure(
+                violations=[
+                    error_details_pb2.PreconditionFailure.Violation(
+                        type=err.reason, subject=err.subject, description=str(err)
+                    )
+                ]
             )
         )
     elif isinstance(err, VersionConflict):
@@ -73,8 +50,4 @@ def to_status(err: ControlError) -> grpc.Status:
         code, reason = grpc.StatusCode.UNAVAILABLE, "STORE_UNAVAILABLE"
     else:
         code, reason = grpc.StatusCode.INTERNAL, "CONTROL_INTERNAL"
-    info = error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=metadata)
-    status = status_pb2.Status(
-        code=getattr(code_pb2, code.name), message=str(err), details=[_pack(info), *details]
-    )
-    return cast(grpc.Status, rpc_status.to_status(status))
+    return rich_status(code, str(err), reason, metadata, details)

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import math
-from typing import Any, cast
 
 import grpc
-from google.protobuf import any_pb2, duration_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
+from google.protobuf import duration_pb2
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2
 
 from clients.gen.llmgateway.v1 import common_pb2
+from llmcore.rich_status import bad_request, rich_status
 from router_service.errors import ErrorKind, RouterError
-
-DOMAIN = "llmgateway"
 
 _STATUS: dict[ErrorKind, grpc.StatusCode] = {
     ErrorKind.INVALID_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
@@ -47,49 +45,23 @@ def to_status(err: RouterError) -> grpc.Status:
     code = status_code(err)
     value = _CODE[err.kind]
     name = common_pb2.ErrorCode.Name(value)
-    info = error_details_pb2.ErrorInfo(
-        reason=name.removeprefix(_PREFIX),
-        domain=DOMAIN,
-        metadata={
-            "code": f"ERR_{value}",
-            "provider": err.provider,
-            "model": err.model,
-            "request_id": err.request_id,
-        },
-    )
-    details = [_pack(info)]
+    metadata = {
+        "code": f"ERR_{value}",
+        "provider": err.provider,
+        "model": err.model,
+        "request_id": err.request_id,
+    }
+    details: list[Message] = []
     if err.violations:
-        details.append(
-            _pack(
-                error_details_pb2.BadRequest(
-                    field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(
-                            field=v.field, description=v.description
-                        )
-                        for v in err.violations
-                    ]
-                )
-            )
-        )
+        details.append(bad_request(err.violations))
     if err.retry_after_s is not None and code in (
         grpc.StatusCode.UNAVAILABLE,
         grpc.StatusCode.RESOURCE_EXHAUSTED,
     ):
         frac, whole = math.modf(err.retry_after_s)
         details.append(
-            _pack(
-                error_details_pb2.RetryInfo(
-                    retry_delay=duration_pb2.Duration(seconds=int(whole), nanos=int(frac * 1e9))
-                )
+            error_details_pb2.RetryInfo(
+                retry_delay=duration_pb2.Duration(seconds=int(whole), nanos=int(frac * 1e9))
             )
         )
-    status = status_pb2.Status(
-        code=getattr(code_pb2, code.name), message=err.message, details=details
-    )
-    return cast(grpc.Status, rpc_status.to_status(status))
-
-
-def _pack(msg: Any) -> any_pb2.Any:
-    out = any_pb2.Any()
-    out.Pack(msg)
-    return out
+    return rich_status(code, err.message, name.removeprefix(_PREFIX), metadata, details)
