@@ -1,21 +1,19 @@
-"""The router's one settings object: environment (``LLM_ROUTER_*``), an optional YAML file,
-and constructor arguments, in increasing precedence. Built in ``main`` and passed down."""
+"""The router's one settings object, on :class:`llmcore.settings.YamlFileSettings`.
+
+Sources, in increasing precedence: an optional YAML file (``LLM_ROUTER_CONFIG_FILE`` or
+``--config``), the environment (``LLM_ROUTER_*``), constructor arguments (the command-line flags).
+Built in ``main`` and passed down."""
 
 from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Any
 
 import grpc
-import yaml
 from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
+from pydantic_settings import SettingsConfigDict
 
+from llmcore.settings import YamlFileSettings
 from llmcore.vocabulary import ProviderName, TaskName
 from router_service.catalog import (
     DEFAULT_ENGINE_NAMES,
@@ -25,31 +23,10 @@ from router_service.catalog import (
 )
 
 
-class _YamlSource(PydanticBaseSettingsSource):
-    """Reads the file named by ``LLM_ROUTER_CONFIG_FILE`` (or the ``config_file`` argument)."""
-
-    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
-        super().__init__(settings_cls)
-        self._data: dict[str, Any] = {}
-        if path is not None:
-            loaded = yaml.safe_load(path.read_text()) or {}
-            if not isinstance(loaded, dict):
-                raise ValueError(f"{path}: top level must be a mapping")
-            self._data = loaded
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return self._data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(self._data)
-
-
-class RouterSettings(BaseSettings):
+class RouterSettings(YamlFileSettings):
     """Everything the router process needs; see README "Configuration"."""
 
     model_config = SettingsConfigDict(env_prefix="LLM_ROUTER_", extra="forbid")
-
-    config_file: Path | None = None
 
     # Listening.
     host: str = "127.0.0.1"
@@ -146,19 +123,6 @@ class RouterSettings(BaseSettings):
     metrics_port: int | None = Field(default=None, le=65535)
     # Prompt and completion text on spans (gen_ai.input/output.messages): opt-in only.
     trace_content: bool = False
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        path_value = init_settings().get("config_file") or env_settings().get("config_file")
-        path = Path(path_value) if path_value else None
-        return (init_settings, env_settings, _YamlSource(settings_cls, path))
 
     @field_validator("ollama_base_url", "vllm_base_url")
     @classmethod

@@ -1,0 +1,52 @@
+"""The settings base both services build on: pydantic-settings with a YAML file source.
+
+Precedence, lowest first: the YAML file named by ``config_file`` (``<PREFIX>CONFIG_FILE`` in the
+environment, or ``--config``), then the environment, then constructor arguments (the command-line
+flags ``main`` passes). The environment beats the file so that one deployment file can be shared
+and a single value overridden per pod or per run, the usual twelve-factor order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+
+class _MappingYamlSource(YamlConfigSettingsSource):
+    """pydantic-settings' YAML source, refusing a file whose top level is not a mapping (the
+    library would fail later with a message that does not name the file)."""
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        data = super()._read_file(file_path)
+        if not isinstance(data, dict):
+            raise ValueError(f"{file_path}: top level must be a mapping")
+        return data
+
+
+class YamlFileSettings(BaseSettings):
+    """A ``BaseSettings`` with an optional YAML file; subclasses set ``model_config``
+    (``env_prefix``, ``extra="forbid"``) and their fields."""
+
+    config_file: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        named = init_settings().get("config_file") or env_settings().get("config_file")
+        path = Path(named) if named else None
+        if path is not None and not path.is_file():
+            # The library skips a missing file silently; a file the operator named must exist.
+            raise FileNotFoundError(f"config file not found: {path}")
+        return (init_settings, env_settings, _MappingYamlSource(settings_cls, yaml_file=path))
