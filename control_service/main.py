@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from control_service.app import start_control
 from control_service.settings import ControlSettings
+from llmcore.logs import configure_logging
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -47,9 +48,7 @@ async def serve(settings: ControlSettings) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parse(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level)
     overrides: dict[str, object] = {}
     if args.host:
         overrides["host"] = args.host

@@ -43,8 +43,16 @@ class EngineHealth:
         else:
             probe = Probe(True, "", (time.monotonic() - t0) * 1000, time.monotonic())
         previous = self.last.get(name)
-        if previous is None or previous.healthy != probe.healthy:
-            log.info("engine %s is %s %s", name, "up" if probe.healthy else "down", probe.detail)
+        state = "up" if probe.healthy else "down"
+        # Every probe at DEBUG (one per engine every few seconds); at INFO only a change of state
+        # and an engine that is down from the start.
+        was_healthy = True if previous is None else previous.healthy
+        if was_healthy != probe.healthy:
+            log.info("engine %s is %s %s", name, state, probe.detail)
+        else:
+            log.debug(
+                "engine %s probe: %s in %.1f ms %s", name, state, probe.latency_ms, probe.detail
+            )
         self.last[name] = probe
 
     async def _loop(self) -> None:

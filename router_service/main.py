@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from llmcore.logs import configure_logging
 from router_service.app import start_router
 from router_service.settings import RouterSettings
 
@@ -39,11 +40,7 @@ async def serve(settings: RouterSettings) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parse(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # One line per proxied HTTP request is noise at INFO; engine trouble is logged by us.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging(args.log_level)
     overrides: dict[str, object] = {}
     if args.host:
         overrides["host"] = args.host
