@@ -33,10 +33,15 @@ system-deps:
 	      apt-get install -y -qq --no-install-recommends prometheus; \
 	  else echo "make test needs Debian's prometheus: sudo apt-get install prometheus" >&2; exit 1; fi; }
 
+# Release baseline of the protos: `buf breaking` refuses any change that is not additive.
+PROTO_BASELINE := protos/baseline/llmgateway-v0.1.0.binpb
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/buf lint protos
+	$(VENV)/bin/buf breaking protos --against $(PROTO_BASELINE)
+	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
