@@ -27,6 +27,7 @@ from control_service.state import (
     RollbackThresholds,
     RolloutStatus,
     Snapshot,
+    StreamTimeoutOverride,
 )
 from llmcore.vocabulary import ProviderName, TaskName
 
@@ -76,6 +77,9 @@ TASK_FROM_PROTO: dict[int, TaskName] = {
     **{v: k for k, v in TASK_TO_PROTO.items()},
 }
 
+# Tasks a stream timeout may name: TASK_UNSPECIFIED is refused (the field is required).
+_STREAM_TASKS: dict[int, TaskName] = {v: k for k, v in TASK_TO_PROTO.items() if k != "embedding"}
+
 ROUTER_VIEW_TO_PROTO: dict[RouterView, control_pb2.RouterState.ValueType] = {
     RouterView.SYNCED: control_pb2.ROUTER_STATE_SYNCED,
     RouterView.BEHIND: control_pb2.ROUTER_STATE_STALE,
@@ -115,6 +119,16 @@ def flags_to_proto(f: Flags) -> control_pb2.Flags:
         prompt_policies=[
             control_pb2.PromptPolicy(model=m, system_prefix=p) for m, p in f.prompt_policies
         ],
+        stream_timeouts=[
+            control_pb2.StreamTimeouts(
+                task=TASK_TO_PROTO[o.task],
+                provider=PROVIDER_TO_PROTO[o.provider],
+                first_token_timeout_ms=o.first_token_timeout_ms,
+                idle_timeout_ms=o.idle_timeout_ms,
+            )
+            for o in f.stream_timeouts
+        ],
+        continuation_disabled=f.continuation_disabled,
         rollback=control_pb2.RollbackThresholds(
             error_rate=r.error_rate,
             latency_p95_ms=r.latency_p95_ms,
@@ -225,6 +239,14 @@ def _provider(value: int, path: str, out: list[FieldViolation]) -> ProviderName 
     return PROVIDER_FROM_PROTO[value]
 
 
+def _stream_task(value: int, path: str, out: list[FieldViolation]) -> TaskName:
+    task = _STREAM_TASKS.get(value)
+    if task is None:
+        out.append(FieldViolation(path, "must name a generate task (embeddings do not stream)"))
+        return "analysis"
+    return task
+
+
 def _component(value: int, path: str, out: list[FieldViolation]) -> ComponentProvider:
     if value not in COMPONENT_FROM_PROTO:
         out.append(FieldViolation(path, f"unknown component provider value {value}"))
@@ -267,6 +289,16 @@ def flags_from_proto(msg: control_pb2.Flags) -> Flags:
         shadow_compare_embeddings=msg.shadow_compare_embeddings,
         shadow_capture_content=msg.shadow_capture_content,
         prompt_policies=tuple((p.model, p.system_prefix) for p in msg.prompt_policies),
+        stream_timeouts=tuple(
+            StreamTimeoutOverride(
+                _stream_task(o.task, f"flags.stream_timeouts[{i}].task", bad),
+                _provider(o.provider, f"flags.stream_timeouts[{i}].provider", bad),
+                o.first_token_timeout_ms,
+                o.idle_timeout_ms,
+            )
+            for i, o in enumerate(msg.stream_timeouts)
+        ),
+        continuation_disabled=msg.continuation_disabled,
         rollback=RollbackThresholds(
             error_rate=r.error_rate,
             latency_p95_ms=r.latency_p95_ms,

@@ -88,6 +88,17 @@ class RollbackThresholds:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamTimeoutOverride:
+    """Per-task stream timeouts pushed to routers (``provider`` None: both engines; a 0 keeps
+    the router's own setting). See docs/failures.md."""
+
+    task: TaskName
+    provider: ProviderName | None = None
+    first_token_timeout_ms: int = 0
+    idle_timeout_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Flags:
     """Seed 5.2 ``LLMProviderConfig`` without the vLLM share (owned by :class:`Migration`).
 
@@ -112,6 +123,9 @@ class Flags:
     shadow_capture_content: bool = False
     # (model, system prefix) pairs, e.g. the seed's Chain-of-Draft prefix for deepseek-r1.
     prompt_policies: tuple[tuple[str, str], ...] = ()
+    stream_timeouts: tuple[StreamTimeoutOverride, ...] = ()
+    # Fleet-wide off switch of continuation failover (on by default where routers allow it).
+    continuation_disabled: bool = False
 
 
 @dataclass(frozen=True, slots=True)

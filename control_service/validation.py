@@ -47,6 +47,27 @@ def _in_range(out: list[FieldViolation], path: str, value: float, lo: float, hi:
 MAX_PROMPT_PREFIX_CHARS = 4000
 
 
+# Stream timeouts (ms) a pushed override may set; 0 keeps the router's own setting.
+STREAM_TIMEOUT_MS = (100, 600_000)
+
+
+def _stream_timeouts(out: list[FieldViolation], flags: Flags) -> None:
+    seen: set[tuple[str, str | None]] = set()
+    for i, o in enumerate(flags.stream_timeouts):
+        path = f"flags.stream_timeouts[{i}]"
+        if (o.task, o.provider) in seen:
+            out.append(
+                FieldViolation(path, f"a second entry for {o.task} on {o.provider or 'both'}")
+            )
+        seen.add((o.task, o.provider))
+        if o.first_token_timeout_ms == 0 and o.idle_timeout_ms == 0:
+            out.append(FieldViolation(path, "sets neither timeout"))
+        for name in ("first_token_timeout_ms", "idle_timeout_ms"):
+            value = getattr(o, name)
+            if value != 0:
+                _in_range(out, f"{path}.{name}", value, *STREAM_TIMEOUT_MS)
+
+
 def validate_flags(flags: Flags, catalog: Catalog) -> list[FieldViolation]:
     out: list[FieldViolation] = []
     primary = flags.primary_provider
@@ -90,6 +111,7 @@ def validate_flags(flags: Flags, catalog: Catalog) -> list[FieldViolation]:
                     f"{path}.system_prefix", f"at most {MAX_PROMPT_PREFIX_CHARS} characters"
                 )
             )
+    _stream_timeouts(out, flags)
     r = flags.rollback
     _in_range(out, "flags.rollback.error_rate", r.error_rate, 0.0, 1.0)
     _in_range(out, "flags.rollback.latency_p95_ms", r.latency_p95_ms, *LATENCY_P95_MS)

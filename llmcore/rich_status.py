@@ -8,6 +8,7 @@ from it), then whatever detail messages apply (``BadRequest`` field violations, 
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterable, Mapping
 from typing import Protocol, cast
 
@@ -45,9 +46,12 @@ def rich_status(
     reason: str,
     metadata: Mapping[str, str],
     details: Iterable[Message] = (),
+    trailers: Iterable[tuple[str, str]] = (),
 ) -> grpc.Status:
     """A ``grpc.Status`` (for ``context.abort_with_status``) whose details are an ``ErrorInfo``
-    (``reason``, domain "llmgateway", ``metadata``) followed by ``details``."""
+    (``reason``, domain "llmgateway", ``metadata``) followed by ``details``. ``trailers`` are
+    sent with it: ``abort_with_status`` replaces any trailing metadata set on the call before,
+    so what must survive an error (``x-request-id``) goes here."""
     info = error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=metadata)
     packed = []
     for msg in (info, *details):
@@ -55,4 +59,14 @@ def rich_status(
         any_msg.Pack(msg)
         packed.append(any_msg)
     status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=packed)
-    return cast(grpc.Status, rpc_status.to_status(status))
+    rich = cast(grpc.Status, rpc_status.to_status(status))
+    extra = tuple(trailers)
+    if not extra:
+        return rich
+    return _Status(rich.code, rich.details, (*rich.trailing_metadata, *extra))
+
+
+class _Status(
+    collections.namedtuple("_Status", ("code", "details", "trailing_metadata")), grpc.Status
+):
+    """A ``grpc.Status`` with our trailers (grpc_status's own type is private)."""

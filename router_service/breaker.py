@@ -69,6 +69,13 @@ class Breaker:
             self.probes_in_flight = 0
             self._move(BreakerState.CLOSED)
 
+    def first_token(self) -> None:
+        """The engine streams: a half-open probe has its verdict at its first token, not when
+        its stream ends, so a long (or stalled) probe stream never holds every other request
+        off the engine. A stall after this is judged as a failure of a closed breaker."""
+        if self.state is BreakerState.HALF_OPEN:
+            self.success()
+
     def failure(self) -> None:
         if self.state is BreakerState.HALF_OPEN:
             self._open()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2
@@ -64,4 +65,14 @@ def to_status(err: RouterError) -> grpc.Status:
                 retry_delay=duration_pb2.Duration(seconds=int(whole), nanos=int(frac * 1e9))
             )
         )
-    return rich_status(code, err.message, name.removeprefix(_PREFIX), metadata, details)
+    # abort_with_status replaces every trailing metadata set earlier on the call with the
+    # status's own: the request id and the seed's code travel in it, next to the details.
+    trailers = (("x-request-id", err.request_id), ("x-error-code", f"ERR_{value}"))
+    return rich_status(code, err.message, name.removeprefix(_PREFIX), metadata, details, trailers)
+
+
+async def abort(context: grpc.aio.ServicerContext[Any, Any], err: RouterError, rid: str) -> None:
+    """The one way a router call fails: ``err`` as a rich status whose trailers keep
+    ``x-request-id`` and ``x-error-code`` (ERR_5xxx). Raises (grpc ends the call)."""
+    err.request_id = err.request_id or rid
+    await context.abort_with_status(to_status(err))

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from llmcore.vocabulary import ProviderName, TaskName
 from router_service.errors import ErrorKind
+from router_service.lifecycle.outcome import AttemptOutcome, counting
 
 # Milliseconds; dense around the seed's 5 s p95 threshold and its 10 s no-go line.
 LATENCY_BOUNDS_MS: tuple[float, ...] = (
@@ -48,6 +49,9 @@ class Aggregate:
     total_ms: Histogram = field(default_factory=Histogram)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # Outcomes counted apart (see router_service.lifecycle.outcome): not requests / not errors.
+    cancelled: int = 0
+    client_deadlines: int = 0
 
 
 Key = tuple[ProviderName, TaskName, bool]  # (provider, task, shadow)
@@ -126,6 +130,8 @@ class RequestStatsRecorder:
         # Called with each shadow record as it is made (metrics).
         self.shadow_observers: list[Callable[[ShadowRecord], None]] = []
         self._dropped = _Reservoir(max_shadow_pairs, self._rng)
+        # Called with each attempt outcome as it is counted (tests, metrics).
+        self.outcome_observers: list[Callable[[TaskName, AttemptOutcome], None]] = []
 
     def record(
         self,
@@ -137,10 +143,11 @@ class RequestStatsRecorder:
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
         shadow: bool = False,
+        resets_timeouts: bool = True,
     ) -> None:
-        agg = self._current.get((provider, task, shadow))
-        if agg is None:
-            agg = self._current[(provider, task, shadow)] = Aggregate()
+        """A counted request; ``resets_timeouts=False`` for one that is no error but no proof
+        of health either (cut by the client's deadline while streaming)."""
+        agg = self._aggregate(provider, task, shadow)
         agg.requests += 1
         agg.total_ms.observe(total_ms)
         if ttft_ms is not None:
@@ -148,7 +155,7 @@ class RequestStatsRecorder:
         agg.prompt_tokens += prompt_tokens
         agg.completion_tokens += completion_tokens
         if error is None:
-            if not shadow:
+            if not shadow and resets_timeouts:
                 self._consecutive_timeouts[provider] = 0
             return
         agg.errors += 1
@@ -157,6 +164,36 @@ class RequestStatsRecorder:
             agg.timeouts += 1
             if not shadow:
                 self._consecutive_timeouts[provider] += 1
+
+    def record_outcome(self, task: TaskName, outcome: AttemptOutcome) -> None:
+        """One attempt of a live request, counted as ``counting`` says (the one definition)."""
+        how = counting(outcome.outcome, outcome.error)
+        if how is None:
+            return
+        for observe in self.outcome_observers:
+            observe(task, outcome)
+        if not how.request:
+            agg = self._aggregate(outcome.provider, task, False)
+            agg.cancelled += how.cancelled
+            return
+        if how.client_deadline:
+            self._aggregate(outcome.provider, task, False).client_deadlines += 1
+        self.record(
+            outcome.provider,
+            task,
+            how.error,
+            outcome.ttft_ms,
+            outcome.total_ms,
+            outcome.prompt_tokens,
+            outcome.completion_tokens,
+            resets_timeouts=how.resets_timeouts,
+        )
+
+    def _aggregate(self, provider: ProviderName, task: TaskName, shadow: bool) -> Aggregate:
+        agg = self._current.get((provider, task, shadow))
+        if agg is None:
+            agg = self._current[(provider, task, shadow)] = Aggregate()
+        return agg
 
     def consecutive_timeouts(self, provider: ProviderName) -> int:
         return self._consecutive_timeouts[provider]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from clients.gen.llmgateway.v1 import common_pb2, router_pb2
 from llmcore.vocabulary import ProviderName, TaskName
-from router_service.dispatch import ChatIntent
+from router_service.dispatch import ChatIntent, Continued
 from router_service.errors import FieldViolation, invalid
 from router_service.values import ChatMessage, SamplingOptions
 
@@ -201,4 +201,16 @@ def embed_input(req: router_pb2.EmbedRequest, request_id: str, lim: Limits) -> E
         inputs=tuple(req.inputs),
         model=req.model.strip(),
         provider=provider,
+    )
+
+
+def continuation_to_proto(ev: Continued) -> router_pb2.Continuation:
+    """A continuation event as the GenerateEnd reports it."""
+    return router_pb2.Continuation(
+        from_provider=PROVIDER_TO_PROTO[ev.from_provider],
+        reason=common_pb2.ErrorCode.Value(f"ERROR_CODE_{ev.reason.value}"),
+        provider=PROVIDER_TO_PROTO[ev.provider],
+        model=ev.model,
+        engine_model=ev.engine_model,
+        offset_chars=ev.offset_chars,
     )

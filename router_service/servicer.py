@@ -1,4 +1,9 @@
-"""RouterService servicer: translates protos to domain calls and domain errors to statuses."""
+"""RouterService servicer: translates protos to domain calls and domain errors to statuses.
+
+Thin on purpose: what happened to a request is decided in ``dispatch`` and recorded by its
+``RequestLife`` (router_service.lifecycle); here only the two things grpc alone knows are added
+(the client cancelled, or its deadline passed) and every failure leaves through ``abort``.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +19,18 @@ from opentelemetry import trace
 from clients.gen.llmgateway.v1 import router_pb2, router_pb2_grpc
 from llmcore.vocabulary import ProviderName, TaskName
 from router_service.config.holder import ConfigHolder
-from router_service.dispatch import Dispatcher, Finished, Started, Text
+from router_service.config.routing import RoutingConfig
+from router_service.dispatch import Continued, Dispatcher, Finished, Started, Text
 from router_service.errors import ErrorKind, RouterError
-from router_service.grpc_errors import to_status
+from router_service.grpc_errors import abort
+from router_service.lifecycle import RequestLife
+from router_service.lifecycle.timeouts import StreamPolicy, resolve
 from router_service.placement import plan
 from router_service.request_stats import RequestStatsRecorder
 from router_service.requests import (
     PROVIDER_TO_PROTO,
     Limits,
+    continuation_to_proto,
     embed_input,
     generate_input,
     resolve_request_id,
@@ -97,23 +106,34 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             budget = min(budget, remaining)
         return asyncio.get_running_loop().time() + budget
 
+    def _policy(self, cfg: RoutingConfig, task: TaskName) -> StreamPolicy:
+        s = self._settings
+        return StreamPolicy(
+            timeouts=resolve(s.stream_timeouts(), cfg.stream_timeouts, task),
+            continuation=s.continuation_enabled and not cfg.continuation_disabled,
+            silent_after_s=s.deadline_silent_after_s,
+        )
+
+    def _life(self, task: TaskName | None) -> RequestLife:
+        return RequestLife(task, self._recorder, self._settings.deadline_silent_after_s)
+
     async def Generate(
         self, request: router_pb2.GenerateRequest, context: GenerateContext
     ) -> AsyncIterator[router_pb2.GenerateResponse]:
         t0 = time.perf_counter()
         rid = resolve_request_id(request.request_id, _metadata(context, "x-request-id"))
         context.set_trailing_metadata((("x-request-id", rid),))
+        life = self._life(None)
         failure: RouterError | None = None
         admitted = False
         answered_by: ProviderName | None = None
-        failed_over: tuple[tuple[ProviderName, ErrorKind], ...] = ()
-        task: TaskName | None = None
         ttft: float | None = None
         end: router_pb2.GenerateEnd | None = None
         ticket: ShadowTicket | None = None
+        continuations: list[router_pb2.Continuation] = []
         try:
             inp = generate_input(request, rid, self._limits)
-            task = inp.task
+            life.task = inp.task
             cfg = self._config.current  # one snapshot for the whole request
             candidates = plan(cfg, inp.task, inp.model, inp.provider, inp.routing_key)
             admitted = self.admission.try_enter()
@@ -126,7 +146,12 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             # suspended generator is garbage-collected.
             events = self._obs.generation(  # the chat span covers the whole stream
                 self._dispatcher.generate(
-                    inp.intent, candidates, self._deadline(context), cfg.prompt_prefixes
+                    inp.intent,
+                    candidates,
+                    self._deadline(context),
+                    cfg.prompt_prefixes,
+                    life,
+                    self._policy(cfg, inp.task),
                 ),
                 rid,
                 inp.task,
@@ -146,7 +171,6 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                             ticket.start()  # the shadow starts once our first delta is out
                     elif isinstance(ev, Started):
                         answered_by = ev.provider
-                        failed_over = ev.failed_over
                         yield router_pb2.GenerateResponse(
                             start=router_pb2.GenerateStart(
                                 request_id=rid,
@@ -157,8 +181,12 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                                 attempt=ev.attempt,
                             )
                         )
+                    elif isinstance(ev, Continued):
+                        answered_by = ev.provider
+                        continuations.append(continuation_to_proto(ev))
                     elif isinstance(ev, Finished):
                         end = _end(ev, tokens, t0, ttft)
+                        end.continuations.extend(continuations)
                         yield router_pb2.GenerateResponse(end=end)
             return
         except RouterError as err:
@@ -167,15 +195,11 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             log.exception("generate failed inside the router (request_id=%s)", rid)
             failure = RouterError(ErrorKind.ROUTER_INTERNAL, f"router fault: {type(exc).__name__}")
         finally:
+            # The client cancelled, or its deadline passed outside the dispatcher's wait.
+            life.finish(deadline_expired=_expired(context))
             if admitted:
                 self.admission.leave()
             self._obs.failed("chat", failure)
-            self._record(task, answered_by, failure, t0, ttft, end)
-            if task is not None:
-                for engine, kind in failed_over:  # failed, saved by the fallback
-                    self._recorder.record(
-                        engine, task, kind, None, (time.perf_counter() - t0) * 1000
-                    )
             if ticket is not None:  # hands over and returns; the comparison runs later
                 ticket.finish(
                     answered_by=answered_by,
@@ -184,8 +208,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                     ttft_s=ttft,
                     tokens_per_second=end.timings.tokens_per_second if end else 0.0,
                 )
-        failure.request_id = failure.request_id or rid
-        await context.abort_with_status(to_status(failure))
+        await abort(context, failure, rid)
 
     async def Embed(
         self, request: router_pb2.EmbedRequest, context: EmbedContext
@@ -193,6 +216,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         t0 = time.perf_counter()
         rid = resolve_request_id(request.request_id, _metadata(context, "x-request-id"))
         context.set_trailing_metadata((("x-request-id", rid),))
+        life = self._life("embedding")
         admitted = False
         failure: RouterError | None = None
         try:
@@ -204,14 +228,10 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             if not admitted:
                 raise _overloaded(rid)
             cand, out = await self._obs.embedding(
-                self._dispatcher.embed(rid, inp.inputs, candidates, self._deadline(context)),
+                self._dispatcher.embed(rid, inp.inputs, candidates, self._deadline(context), life),
                 rid,
                 inp.model,
                 candidates,
-            )
-            total_ms = (time.perf_counter() - t0) * 1000
-            self._recorder.record(
-                cand.provider, "embedding", None, None, total_ms, out.prompt_tokens
             )
             return router_pb2.EmbedResponse(
                 request_id=rid,
@@ -224,17 +244,16 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             )
         except RouterError as err:
             failure = err
-            self._record("embedding", None, failure, t0, None, None)
         except Exception as exc:  # the one mapping layer
             log.exception("embed failed inside the router (request_id=%s)", rid)
             failure = RouterError(ErrorKind.ROUTER_INTERNAL, f"router fault: {type(exc).__name__}")
         finally:
+            life.finish(deadline_expired=_expired(context))
             if admitted:
                 self.admission.leave()
             self._obs.failed("embeddings", failure)
         assert failure is not None
-        failure.request_id = failure.request_id or rid
-        await context.abort_with_status(to_status(failure))
+        await abort(context, failure, rid)
         raise AssertionError("abort_with_status returned")  # pragma: no cover
 
     async def GetStatus(
@@ -248,38 +267,15 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             return router_pb2.GetStatusResponse(active_requests=self.admission.active)
         return self.status()
 
-    def _record(
-        self,
-        task: TaskName | None,
-        answered_by: ProviderName | None,
-        failure: RouterError | None,
-        t0: float,
-        ttft: float | None,
-        end: router_pb2.GenerateEnd | None,
-    ) -> None:
-        """Feed the outcome to the stats reported upstream. Requests refused before an engine
-        was involved (bad input, shedding) say nothing about the engines and are not counted."""
-        if task is None:
-            return
-        provider = answered_by
-        if failure is not None:
-            if failure.kind in _NOT_ENGINE_ERRORS or not failure.provider:
-                return
-            provider = failure.provider  # type: ignore[assignment]
-        if provider is None:
-            return
-        self._recorder.record(
-            provider,
-            task,
-            None if failure is None else (failure.cause or failure.kind),
-            None if ttft is None else ttft * 1000,
-            (time.perf_counter() - t0) * 1000,
-            end.usage.prompt_tokens if end else 0,
-            end.usage.completion_tokens if end else 0,
-        )
+
+def _expired(context: GenerateContext | EmbedContext) -> bool:
+    """Whether the client's deadline has passed (else an early end is the client cancelling)."""
+    remaining = context.time_remaining()
+    return remaining is not None and remaining <= _DEADLINE_SLACK_S
 
 
-_NOT_ENGINE_ERRORS = frozenset({ErrorKind.INVALID_REQUEST, ErrorKind.OVERLOADED})
+# grpc cancels the call at its deadline; a little slack for the time the cancel takes to land.
+_DEADLINE_SLACK_S = 0.05
 
 
 def _overloaded(rid: str) -> RouterError:

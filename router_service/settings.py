@@ -21,6 +21,7 @@ from router_service.catalog import (
     DEFAULT_TASK_MODELS,
     Catalog,
 )
+from router_service.lifecycle.timeouts import StreamTimeouts
 
 
 class RouterSettings(YamlFileSettings):
@@ -53,6 +54,22 @@ class RouterSettings(YamlFileSettings):
     read_timeout_s: float = Field(default=60.0, gt=0)
     # Bound on a whole call when the client sets no deadline.
     default_deadline_s: float = Field(default=300.0, gt=0)
+
+    # Stream timeouts per engine (docs/failures.md), each overridable per task by the pushed
+    # flags (flags.stream_timeouts). First token: Ollama's can take 25 s under queueing (it
+    # serves requests in turn), vLLM's (continuous batching) should not. Idle: the longest wait
+    # for the next token once tokens flow. Both shorter than typical client deadlines.
+    ollama_first_token_timeout_s: float = Field(default=30.0, gt=0)
+    vllm_first_token_timeout_s: float = Field(default=10.0, gt=0)
+    ollama_idle_timeout_s: float = Field(default=15.0, gt=0)
+    vllm_idle_timeout_s: float = Field(default=15.0, gt=0)
+    # An engine that sent no token for this long when the client's deadline expired was silent:
+    # the expiry counts as that engine's timeout (else as the client's budget running out).
+    deadline_silent_after_s: float = Field(default=2.0, gt=0)
+    # Continuation failover: a plain-text stream whose engine fails after its first token goes
+    # on from the text already sent on the fallback engine. flags.continuation_disabled turns
+    # it off fleet-wide; this turns it off for this router.
+    continuation_enabled: bool = True
 
     # Control service (empty: standalone, static placement below).
     control_address: str = ""
@@ -172,6 +189,13 @@ class RouterSettings(YamlFileSettings):
         return (
             self.config_cache_path or Path(".run") / f"router-{self.resolved_router_id()}.snapshot"
         )
+
+    def stream_timeouts(self) -> dict[ProviderName, StreamTimeouts]:
+        """The per-engine stream timeouts before any per-task override."""
+        return {
+            "ollama": StreamTimeouts(self.ollama_first_token_timeout_s, self.ollama_idle_timeout_s),
+            "vllm": StreamTimeouts(self.vllm_first_token_timeout_s, self.vllm_idle_timeout_s),
+        }
 
     def catalog(self) -> Catalog:
         return Catalog(

@@ -31,6 +31,9 @@ class ChatCall:
     messages: tuple[ChatMessage, ...]
     options: SamplingOptions
     request_id: str
+    # The last message is a partial assistant answer the engine must continue, not answer
+    # (continuation failover, router_service.lifecycle.continuation).
+    continue_final: bool = False
 
 
 @dataclass(slots=True)

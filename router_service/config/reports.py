@@ -92,6 +92,8 @@ def build_report(
                 prompt_tokens=agg.prompt_tokens,
                 completion_tokens=agg.completion_tokens,
                 shadow=shadow,
+                cancelled=agg.cancelled,
+                client_deadlines=agg.client_deadlines,
             )
         )
     report.shadow_comparisons.extend(_comparison(r) for r in drained.shadow_comparisons)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from clients.gen.llmgateway.v1 import common_pb2, control_pb2
 from llmcore.vocabulary import ProviderName, TaskName
 from router_service.catalog import Catalog
+from router_service.lifecycle.timeouts import Overrides
 
 _PROVIDER: dict[int, ProviderName] = {
     common_pb2.PROVIDER_OLLAMA: "ollama",
@@ -58,6 +59,10 @@ class RoutingConfig:
     shadow_capture_content: bool = False
     # model → system prefix (seed: Chain-of-Draft for deepseek-r1); empty unless configured.
     prompt_prefixes: Mapping[str, str] = field(default_factory=dict)
+    # Per-task stream timeout overrides (flags.stream_timeouts); empty: the router's settings.
+    stream_timeouts: Overrides = field(default_factory=dict)
+    # flags.continuation_disabled: no continuation failover on any router.
+    continuation_disabled: bool = False
     raw: bytes = field(default=b"", repr=False, compare=False)
 
     @property
@@ -137,6 +142,7 @@ def from_snapshot(snap: control_pb2.ConfigSnapshot) -> RoutingConfig:
             raise ConfigError(f"flags.prompt_policies[{i}].model: unknown model {pol.model!r}")
         if pol.system_prefix:
             prefixes[pol.model] = pol.system_prefix
+    timeouts = _stream_timeouts(flags)
     phase = control_pb2.Phase.Name(snap.migration.phase).removeprefix("PHASE_")
     return RoutingConfig(
         version=snap.version,
@@ -153,8 +159,29 @@ def from_snapshot(snap: control_pb2.ConfigSnapshot) -> RoutingConfig:
         shadow_compare_embeddings=flags.shadow_compare_embeddings,
         shadow_capture_content=flags.shadow_capture_content,
         prompt_prefixes=prefixes,
+        stream_timeouts=timeouts,
+        continuation_disabled=flags.continuation_disabled,
         raw=snap.SerializeToString(deterministic=True),
     )
+
+
+def _stream_timeouts(flags: control_pb2.Flags) -> Overrides:
+    out: dict[tuple[TaskName, ProviderName | None], tuple[float | None, float | None]] = {}
+    for i, st in enumerate(flags.stream_timeouts):
+        where = f"flags.stream_timeouts[{i}]"
+        task = TASK_NAMES.get(st.task)
+        if task is None or task == "embedding":
+            raise ConfigError(f"{where}.task: not a streaming task ({st.task})")
+        provider = _provider(st.provider, f"{where}.provider", optional=True)
+        if st.first_token_timeout_ms < 0 or st.idle_timeout_ms < 0:
+            raise ConfigError(f"{where}: timeouts must not be negative")
+        if (task, provider) in out:
+            raise ConfigError(f"{where}: a second entry for {task} on {provider or 'both'}")
+        out[(task, provider)] = (
+            st.first_token_timeout_ms / 1000 or None,
+            st.idle_timeout_ms / 1000 or None,
+        )
+    return out
 
 
 def _catalog(cat: control_pb2.Catalog) -> Catalog:

@@ -64,6 +64,10 @@ class OpenAICompatProvider:
             body["stop"] = list(o.stop)
         if o.seed is not None:
             body["seed"] = o.seed
+        if call.continue_final:
+            # vLLM continues the final assistant message instead of starting a new turn.
+            body["continue_final_message"] = True
+            body["add_generation_prompt"] = False
         return orjson.dumps(body)
 
     async def stream_chat(self, call: ChatCall) -> AsyncGenerator[ChatChunk, None]:

@@ -199,7 +199,13 @@ class Fleet:
 async def fleet_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     made: list[Fleet] = []
 
-    async def make(routers: int = 2, read_timeout_s: float = 5.0, **rollback: Any) -> Fleet:
+    async def make(
+        routers: int = 2,
+        read_timeout_s: float = 5.0,
+        router: dict[str, Any] | None = None,
+        **rollback: Any,
+    ) -> Fleet:
+        """``router``: extra RouterSettings; ``rollback``: threshold changes."""
         ollama = await start_simulator(SimConfig(flavor=Flavor.OLLAMA))
         # 20 ms between tokens: a fault "after N tokens" then reaches the router in a later
         # read than the first token even on a busy machine (one read holding both would fail
@@ -232,6 +238,7 @@ async def fleet_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
                     # out of the way here, so each scenario shows the control plane alone.
                     breaker_failure_threshold=1000,
                     grace_period_s=0.5,
+                    **(router or {}),
                 )
             )
             for i in range(routers)
@@ -347,8 +354,9 @@ async def test_errors_after_the_first_token_roll_back(fleet_factory: Callable[..
     errors = _rule(evidence, "error_rate")
     assert errors["value"] > 0.05
     assert errors["samples"] >= 8
-    # A stream that failed after its first token cannot move to Ollama: those requests failed
-    # (until the rollback); none does once every router runs it.
+    # A stream that failed after its first token continues on Ollama (continuation failover),
+    # and the failure still counts against vLLM; once every router runs the rollback, nothing
+    # reaches vLLM.
     await _only_ollama_after(fleet, load)
     await load.stop()
 
@@ -400,7 +408,10 @@ async def test_faults_hidden_by_the_fallback_roll_back(
 
 
 async def test_too_few_samples_never_roll_back(fleet_factory: Callable[..., Any]) -> None:
-    fleet: Fleet = await fleet_factory(routers=1, min_requests=1000)
+    # Continuation off: the mid-stream errors reach the users, who are counted below.
+    fleet: Fleet = await fleet_factory(
+        routers=1, min_requests=1000, router={"continuation_enabled": False}
+    )
     await fleet.split()
     fleet.vllm.faults.midstream_error_after_tokens = 3
     load = Load()

@@ -299,6 +299,46 @@ class PromptPolicy(_message.Message):
 Global___PromptPolicy: _TypeAlias = PromptPolicy  # noqa: Y015
 
 @_typing.final
+class StreamTimeouts(_message.Message):
+    """StreamTimeouts bounds how long a router waits on an engine's stream for one task."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    FIRST_TOKEN_TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    IDLE_TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    task: _common_pb2.Task.ValueType
+    """task the override applies to (required; not TASK_EMBEDDING, whose calls do not stream)."""
+    provider: _common_pb2.Provider.ValueType
+    """provider the override applies to; PROVIDER_UNSPECIFIED applies it to both engines (an
+    entry naming the engine wins over one that does not).
+    """
+    first_token_timeout_ms: _builtins.int
+    """first_token_timeout_ms bounds an attempt's wait for its first token, headers included;
+    when it passes the attempt fails with a retryable timeout. 0 keeps the router's setting.
+    """
+    idle_timeout_ms: _builtins.int
+    """idle_timeout_ms bounds the wait for the next token once tokens flow (empty deltas and
+    partial lines are no progress). 0 keeps the router's setting.
+    """
+    def __init__(
+        self,
+        *,
+        task: _common_pb2.Task.ValueType = ...,
+        provider: _common_pb2.Provider.ValueType = ...,
+        first_token_timeout_ms: _builtins.int = ...,
+        idle_timeout_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_token_timeout_ms", b"first_token_timeout_ms", "idle_timeout_ms", b"idle_timeout_ms", "provider", b"provider", "task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamTimeouts: _TypeAlias = StreamTimeouts  # noqa: Y015
+
+@_typing.final
 class Flags(_message.Message):
     """Flags are the seed's LLMProviderConfig (section 5.2) except the vLLM share, which belongs
     to the migration phase.
@@ -320,6 +360,8 @@ class Flags(_message.Message):
     SHADOW_COMPARE_EMBEDDINGS_FIELD_NUMBER: _builtins.int
     SHADOW_CAPTURE_CONTENT_FIELD_NUMBER: _builtins.int
     PROMPT_POLICIES_FIELD_NUMBER: _builtins.int
+    STREAM_TIMEOUTS_FIELD_NUMBER: _builtins.int
+    CONTINUATION_DISABLED_FIELD_NUMBER: _builtins.int
     primary_provider: _common_pb2.Provider.ValueType
     """primary_provider answers when the phase does not say otherwise."""
     fallback_provider: _common_pb2.Provider.ValueType
@@ -346,6 +388,11 @@ class Flags(_message.Message):
     """shadow_capture_content lets routers report prompt and answer texts of compared pairs
     (operator opt-in; off by default: no prompt or completion text leaves the router).
     """
+    continuation_disabled: _builtins.bool
+    """continuation_disabled turns continuation failover off on every router: a stream whose
+    engine fails after its first token then ends with the error instead of continuing on the
+    fallback engine. False (the default) leaves it to each router's continuation setting.
+    """
     @_builtins.property
     def rollback(self) -> Global___RollbackThresholds:
         """rollback holds the automatic rollback thresholds."""
@@ -353,6 +400,12 @@ class Flags(_message.Message):
     @_builtins.property
     def prompt_policies(self) -> _containers.RepeatedCompositeFieldContainer[Global___PromptPolicy]:
         """prompt_policies are per-model prompt rewrites, off unless listed."""
+
+    @_builtins.property
+    def stream_timeouts(self) -> _containers.RepeatedCompositeFieldContainer[Global___StreamTimeouts]:
+        """stream_timeouts override the routers' stream timeouts for one task (and optionally one
+        engine); tasks and engines not listed keep each router's settings (docs/failures.md).
+        """
 
     def __init__(
         self,
@@ -371,10 +424,12 @@ class Flags(_message.Message):
         shadow_compare_embeddings: _builtins.bool = ...,
         shadow_capture_content: _builtins.bool = ...,
         prompt_policies: _abc.Iterable[Global___PromptPolicy] | None = ...,
+        stream_timeouts: _abc.Iterable[Global___StreamTimeouts] | None = ...,
+        continuation_disabled: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["rollback", b"rollback"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis_provider", b"analysis_provider", "classification_provider", b"classification_provider", "embedding_provider", b"embedding_provider", "fallback_provider", b"fallback_provider", "primary_provider", b"primary_provider", "prompt_policies", b"prompt_policies", "rollback", b"rollback", "shadow_capture_content", b"shadow_capture_content", "shadow_compare_embeddings", b"shadow_compare_embeddings", "shadow_during_split", b"shadow_during_split", "shadow_enabled", b"shadow_enabled", "shadow_provider", b"shadow_provider", "shadow_sample_rate", b"shadow_sample_rate", "synthesis_provider", b"synthesis_provider"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis_provider", b"analysis_provider", "classification_provider", b"classification_provider", "continuation_disabled", b"continuation_disabled", "embedding_provider", b"embedding_provider", "fallback_provider", b"fallback_provider", "primary_provider", b"primary_provider", "prompt_policies", b"prompt_policies", "rollback", b"rollback", "shadow_capture_content", b"shadow_capture_content", "shadow_compare_embeddings", b"shadow_compare_embeddings", "shadow_during_split", b"shadow_during_split", "shadow_enabled", b"shadow_enabled", "shadow_provider", b"shadow_provider", "shadow_sample_rate", b"shadow_sample_rate", "stream_timeouts", b"stream_timeouts", "synthesis_provider", b"synthesis_provider"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -678,6 +733,8 @@ class ProviderTaskStats(_message.Message):
     COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
     SHADOW_FIELD_NUMBER: _builtins.int
     ROUTER_ID_FIELD_NUMBER: _builtins.int
+    CANCELLED_FIELD_NUMBER: _builtins.int
+    CLIENT_DEADLINES_FIELD_NUMBER: _builtins.int
     provider: _common_pb2.Provider.ValueType
     """provider that answered (or failed)."""
     task: _common_pb2.Task.ValueType
@@ -698,6 +755,14 @@ class ProviderTaskStats(_message.Message):
     """shadow is true for mirrored (shadow) requests."""
     router_id: _builtins.str
     """router_id is filled by the control service when it stores a report."""
+    cancelled: _builtins.int
+    """cancelled counts attempts the client cancelled: neither requests nor errors (a cancel says
+    nothing about the engine), so they never move the error rate or the timeout counter.
+    """
+    client_deadlines: _builtins.int
+    """client_deadlines counts attempts cut by the client's deadline while the engine was
+    streaming at its normal pace: included in requests, not in errors (docs/failures.md).
+    """
     @_builtins.property
     def errors_by_code(self) -> _containers.RepeatedCompositeFieldContainer[Global___ErrorCount]:
         """errors_by_code splits errors by code."""
@@ -726,10 +791,12 @@ class ProviderTaskStats(_message.Message):
         completion_tokens: _builtins.int = ...,
         shadow: _builtins.bool = ...,
         router_id: _builtins.str = ...,
+        cancelled: _builtins.int = ...,
+        client_deadlines: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["total_ms", b"total_ms", "ttft_ms", b"ttft_ms"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_tokens", b"completion_tokens", "consecutive_timeouts", b"consecutive_timeouts", "errors", b"errors", "errors_by_code", b"errors_by_code", "prompt_tokens", b"prompt_tokens", "provider", b"provider", "requests", b"requests", "router_id", b"router_id", "shadow", b"shadow", "task", b"task", "timeouts", b"timeouts", "total_ms", b"total_ms", "ttft_ms", b"ttft_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "client_deadlines", b"client_deadlines", "completion_tokens", b"completion_tokens", "consecutive_timeouts", b"consecutive_timeouts", "errors", b"errors", "errors_by_code", b"errors_by_code", "prompt_tokens", b"prompt_tokens", "provider", b"provider", "requests", b"requests", "router_id", b"router_id", "shadow", b"shadow", "task", b"task", "timeouts", b"timeouts", "total_ms", b"total_ms", "ttft_ms", b"ttft_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

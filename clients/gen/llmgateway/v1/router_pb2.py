@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from clients.gen.llmgateway.v1 import common_pb2 as llmgateway_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1allmgateway/v1/router.proto\x12\rllmgateway.v1\x1a\x1allmgateway/v1/common.proto\"=\n\x07Message\x12!\n\x04role\x18\x01 \x01(\x0e\x32\x13.llmgateway.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\xad\x01\n\x11GenerationOptions\x12\x17\n\nmax_tokens\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x18\n\x0btemperature\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x04 \x03(\t\x12\x11\n\x04seed\x18\x05 \x01(\x03H\x03\x88\x01\x01\x42\r\n\x0b_max_tokensB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x07\n\x05_seed\"\x94\x02\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0brouting_key\x18\x02 \x01(\t\x12!\n\x04task\x18\x03 \x01(\x0e\x32\x13.llmgateway.v1.Task\x12(\n\x08messages\x18\x04 \x03(\x0b\x32\x16.llmgateway.v1.Message\x12\x0e\n\x06prompt\x18\x05 \x01(\t\x12\x0e\n\x06system\x18\x06 \x01(\t\x12\r\n\x05model\x18\x07 \x01(\t\x12)\n\x08provider\x18\x08 \x01(\x0e\x32\x17.llmgateway.v1.Provider\x12\x31\n\x07options\x18\t \x01(\x0b\x32 .llmgateway.v1.GenerationOptions\"\x96\x01\n\rGenerateStart\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12)\n\x08provider\x18\x02 \x01(\x0e\x32\x17.llmgateway.v1.Provider\x12\r\n\x05model\x18\x03 \x01(\t\x12\x14\n\x0c\x65ngine_model\x18\x04 \x01(\t\x12\x10\n\x08\x66\x61llback\x18\x05 \x01(\x08\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x05\"V\n\x07Timings\x12\x1e\n\x16time_to_first_token_ms\x18\x01 \x01(\x01\x12\x10\n\x08total_ms\x18\x02 \x01(\x01\x12\x19\n\x11tokens_per_second\x18\x03 \x01(\x01\"\x8f\x01\n\x0bGenerateEnd\x12\x32\n\rfinish_reason\x18\x01 \x01(\x0e\x32\x1b.llmgateway.v1.FinishReason\x12#\n\x05usage\x18\x02 \x01(\x0b\x32\x14.llmgateway.v1.Usage\x12\'\n\x07timings\x18\x03 \x01(\x0b\x32\x16.llmgateway.v1.Timings\"\xa0\x01\n\x10GenerateResponse\x12-\n\x05start\x18\x01 \x01(\x0b\x32\x1c.llmgateway.v1.GenerateStartH\x00\x12)\n\x05\x64\x65lta\x18\x02 \x01(\x0b\x32\x18.llmgateway.v1.TextDeltaH\x00\x12)\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x1a.llmgateway.v1.GenerateEndH\x00\x42\x07\n\x05\x65vent\"\x81\x01\n\x0c\x45mbedRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0brouting_key\x18\x02 \x01(\t\x12\x0e\n\x06inputs\x18\x03 \x03(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12)\n\x08provider\x18\x05 \x01(\x0e\x32\x17.llmgateway.v1.Provider\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\xc6\x01\n\rEmbedResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12)\n\x08provider\x18\x02 \x01(\x0e\x32\x17.llmgateway.v1.Provider\x12\r\n\x05model\x18\x03 \x01(\t\x12,\n\nembeddings\x18\x04 \x03(\x0b\x32\x18.llmgateway.v1.Embedding\x12\x15\n\rprompt_tokens\x18\x05 \x01(\x05\x12\x10\n\x08\x66\x61llback\x18\x06 \x01(\x08\x12\x10\n\x08total_ms\x18\x07 \x01(\x01\"\x12\n\x10GetStatusRequest\"\xa7\x01\n\x0c\x45ngineStatus\x12)\n\x08provider\x18\x01 \x01(\x0e\x32\x17.llmgateway.v1.Provider\x12\x10\n\x08\x62\x61se_url\x18\x02 \x01(\t\x12\x0f\n\x07healthy\x18\x03 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x12\n\nlatency_ms\x18\x05 \x01(\x01\x12\x0e\n\x06\x61ge_ms\x18\x06 \x01(\x01\x12\x15\n\rbreaker_state\x18\x07 \x01(\t\"\xe3\x01\n\x11GetStatusResponse\x12\x11\n\trouter_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63onfig_version\x18\x02 \x01(\x03\x12\x14\n\x0c\x63onfig_state\x18\x03 \x01(\t\x12\r\n\x05phase\x18\x04 \x01(\t\x12\x1c\n\x14vllm_traffic_percent\x18\x05 \x01(\x01\x12,\n\x07\x65ngines\x18\x06 \x03(\x0b\x32\x1b.llmgateway.v1.EngineStatus\x12\x17\n\x0f\x61\x63tive_requests\x18\x07 \x01(\x05\x12\x19\n\x11last_config_error\x18\x08 \x01(\t*P\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03*_\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x32\xf2\x01\n\rRouterService\x12M\n\x08Generate\x12\x1e.llmgateway.v1.GenerateRequest\x1a\x1f.llmgateway.v1.GenerateResponse0\x01\x12\x42\n\x05\x45mbed\x12\x1b.llmgateway.v1.EmbedRequest\x1a\x1c.llmgateway.v1.EmbedResponse\x12N\n\tGetStatus\x12\x1f.llmgateway.v1.GetStatusRequest\x1a .llmgateway.v1.GetStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1allmgateway/v1/router.proto\x12\rllmgateway.v1\x1a\x1allmgateway/v1/common.proto\"=\n\x07Message\x12!\n\x04role\x18\x01 \x01(\x0e\x32\x13.llmgateway.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\xad\x01\n\x11GenerationOptions\x12\x17\n\nmax_tokens\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x18\n\x0btemperature\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x04 \x03(\t\x12\x11\n\x04seed\x18\x05 \x01(\x03H\x03\x88\x01\x01\x42\r\n\x0b_max_tokensB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x07\n\x05_seed\"\x94\x02\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0brouting_key\x18\x02 \x01(\t\x12!\n\x04task\x18\x03 \x01(\x0e\x32\x13.llmgateway.v1.Task\x12(\n\x08messages\x18\x04 \x03(\x0b\x32\x16.llmgateway.v1.Message\x12\x0e\n\x06prompt\x18\x05 \x01(\t\x12\x0e\n\x06system\x18\x06 \x01(\t\x12\r\n\x05model\x18\x07 \x01(\t\x12)\n\x08provider\x18\x08 \x01(\x0e\x32\x17.llmgateway.v1.Provider\x12\x31\n\x07options\x18\t \x01(\x0b\x32 .llmgateway.v1.GenerationOptions\"\x96\x01\n\rGenerateStart\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12)\n\x08provider\x18\x02 \x01(\x0e\x32\x17.llmgateway.v1.Provider\x12\r\n\x05model\x18\x03 \x01(\t\x12\x14\n\x0c\x65ngine_model\x18\x04 \x01(\t\x12\x10\n\x08\x66\x61llback\x18\x05 \x01(\x08\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\"\x19\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x05\"V\n\x07Timings\x12\x1e\n\x16time_to_first_token_ms\x18\x01 \x01(\x01\x12\x10\n\x08total_ms\x18\x02 \x01(\x01\x12\x19\n\x11tokens_per_second\x18\x03 \x01(\x01\"\xc3\x01\n\x0bGenerateEnd\x12\x32\n\rfinish_reason\x18\x01 \x01(\x0e\x32\x1b.llmgateway.v1.FinishReason\x12#\n\x05usage\x18\x02 \x01(\x0b\x32\x14.llmgateway.v1.Usage\x12\'\n\x07timings\x18\x03 \x01(\x0b\x32\x16.llmgateway.v1.Timings\x12\x32\n\rcontinuations\x18\x04 \x03(\x0b\x32\x1b.llmgateway.v1.Continuation\"\xce\x01\n\x0c\x43ontinuation\x12.\n\rfrom_provider\x18\x01 \x01(\x0e\x32\x17.llmgateway.v1.Provider\x12(\n\x06reason\x18\x02 \x01(\x0e\x32\x18.llmgateway.v1.ErrorCode\x12)\n\x08provider\x18\x03 \x01(\x0e\x32\x17.llmgateway.v1.Provider\x12\r\n\x05model\x18\x04 \x01(\t\x12\x14\n\x0c\x65ngine_model\x18\x05 \x01(\t\x12\x14\n\x0coffset_chars\x18\x06 \x01(\x05\"\xa0\x01\n\x10GenerateResponse\x12-\n\x05start\x18\x01 \x01(\x0b\x32\x1c.llmgateway.v1.GenerateStartH\x00\x12)\n\x05\x64\x65lta\x18\x02 \x01(\x0b\x32\x18.llmgateway.v1.TextDeltaH\x00\x12)\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x1a.llmgateway.v1.GenerateEndH\x00\x42\x07\n\x05\x65vent\"\x81\x01\n\x0c\x45mbedRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0brouting_key\x18\x02 \x01(\t\x12\x0e\n\x06inputs\x18\x03 \x03(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12)\n\x08provider\x18\x05 \x01(\x0e\x32\x17.llmgateway.v1.Provider\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\xc6\x01\n\rEmbedResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12)\n\x08provider\x18\x02 \x01(\x0e\x32\x17.llmgateway.v1.Provider\x12\r\n\x05model\x18\x03 \x01(\t\x12,\n\nembeddings\x18\x04 \x03(\x0b\x32\x18.llmgateway.v1.Embedding\x12\x15\n\rprompt_tokens\x18\x05 \x01(\x05\x12\x10\n\x08\x66\x61llback\x18\x06 \x01(\x08\x12\x10\n\x08total_ms\x18\x07 \x01(\x01\"\x12\n\x10GetStatusRequest\"\xa7\x01\n\x0c\x45ngineStatus\x12)\n\x08provider\x18\x01 \x01(\x0e\x32\x17.llmgateway.v1.Provider\x12\x10\n\x08\x62\x61se_url\x18\x02 \x01(\t\x12\x0f\n\x07healthy\x18\x03 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\x12\x12\n\nlatency_ms\x18\x05 \x01(\x01\x12\x0e\n\x06\x61ge_ms\x18\x06 \x01(\x01\x12\x15\n\rbreaker_state\x18\x07 \x01(\t\"\xe3\x01\n\x11GetStatusResponse\x12\x11\n\trouter_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63onfig_version\x18\x02 \x01(\x03\x12\x14\n\x0c\x63onfig_state\x18\x03 \x01(\t\x12\r\n\x05phase\x18\x04 \x01(\t\x12\x1c\n\x14vllm_traffic_percent\x18\x05 \x01(\x01\x12,\n\x07\x65ngines\x18\x06 \x03(\x0b\x32\x1b.llmgateway.v1.EngineStatus\x12\x17\n\x0f\x61\x63tive_requests\x18\x07 \x01(\x05\x12\x19\n\x11last_config_error\x18\x08 \x01(\t*P\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03*_\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x32\xf2\x01\n\rRouterService\x12M\n\x08Generate\x12\x1e.llmgateway.v1.GenerateRequest\x1a\x1f.llmgateway.v1.GenerateResponse0\x01\x12\x42\n\x05\x45mbed\x12\x1b.llmgateway.v1.EmbedRequest\x1a\x1c.llmgateway.v1.EmbedResponse\x12N\n\tGetStatus\x12\x1f.llmgateway.v1.GetStatusRequest\x1a .llmgateway.v1.GetStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'llmgateway.v1.router_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=2031
-  _globals['_ROLE']._serialized_end=2111
-  _globals['_FINISHREASON']._serialized_start=2113
-  _globals['_FINISHREASON']._serialized_end=2208
+  _globals['_ROLE']._serialized_start=2292
+  _globals['_ROLE']._serialized_end=2372
+  _globals['_FINISHREASON']._serialized_start=2374
+  _globals['_FINISHREASON']._serialized_end=2469
   _globals['_MESSAGE']._serialized_start=73
   _globals['_MESSAGE']._serialized_end=134
   _globals['_GENERATIONOPTIONS']._serialized_start=137
@@ -51,21 +51,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TIMINGS']._serialized_start=852
   _globals['_TIMINGS']._serialized_end=938
   _globals['_GENERATEEND']._serialized_start=941
-  _globals['_GENERATEEND']._serialized_end=1084
-  _globals['_GENERATERESPONSE']._serialized_start=1087
-  _globals['_GENERATERESPONSE']._serialized_end=1247
-  _globals['_EMBEDREQUEST']._serialized_start=1250
-  _globals['_EMBEDREQUEST']._serialized_end=1379
-  _globals['_EMBEDDING']._serialized_start=1381
-  _globals['_EMBEDDING']._serialized_end=1408
-  _globals['_EMBEDRESPONSE']._serialized_start=1411
-  _globals['_EMBEDRESPONSE']._serialized_end=1609
-  _globals['_GETSTATUSREQUEST']._serialized_start=1611
-  _globals['_GETSTATUSREQUEST']._serialized_end=1629
-  _globals['_ENGINESTATUS']._serialized_start=1632
-  _globals['_ENGINESTATUS']._serialized_end=1799
-  _globals['_GETSTATUSRESPONSE']._serialized_start=1802
-  _globals['_GETSTATUSRESPONSE']._serialized_end=2029
-  _globals['_ROUTERSERVICE']._serialized_start=2211
-  _globals['_ROUTERSERVICE']._serialized_end=2453
+  _globals['_GENERATEEND']._serialized_end=1136
+  _globals['_CONTINUATION']._serialized_start=1139
+  _globals['_CONTINUATION']._serialized_end=1345
+  _globals['_GENERATERESPONSE']._serialized_start=1348
+  _globals['_GENERATERESPONSE']._serialized_end=1508
+  _globals['_EMBEDREQUEST']._serialized_start=1511
+  _globals['_EMBEDREQUEST']._serialized_end=1640
+  _globals['_EMBEDDING']._serialized_start=1642
+  _globals['_EMBEDDING']._serialized_end=1669
+  _globals['_EMBEDRESPONSE']._serialized_start=1672
+  _globals['_EMBEDRESPONSE']._serialized_end=1870
+  _globals['_GETSTATUSREQUEST']._serialized_start=1872
+  _globals['_GETSTATUSREQUEST']._serialized_end=1890
+  _globals['_ENGINESTATUS']._serialized_start=1893
+  _globals['_ENGINESTATUS']._serialized_end=2060
+  _globals['_GETSTATUSRESPONSE']._serialized_start=2063
+  _globals['_GETSTATUSRESPONSE']._serialized_end=2290
+  _globals['_ROUTERSERVICE']._serialized_start=2472
+  _globals['_ROUTERSERVICE']._serialized_end=2714
 # @@protoc_insertion_point(module_scope)

@@ -350,6 +350,7 @@ class GenerateEnd(_message.Message):
     FINISH_REASON_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
     TIMINGS_FIELD_NUMBER: _builtins.int
+    CONTINUATIONS_FIELD_NUMBER: _builtins.int
     finish_reason: Global___FinishReason.ValueType
     """finish_reason says why generation stopped."""
     @_builtins.property
@@ -360,20 +361,72 @@ class GenerateEnd(_message.Message):
     def timings(self) -> Global___Timings:
         """timings are the router's measurements."""
 
+    @_builtins.property
+    def continuations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Continuation]:
+        """continuations lists, in order, each engine change after text was streamed: the answer
+        was continued on another engine from the text already sent (empty: one engine answered
+        the whole stream). The text of the stream is one answer without a repeat or a gap.
+        """
+
     def __init__(
         self,
         *,
         finish_reason: Global___FinishReason.ValueType = ...,
         usage: Global___Usage | None = ...,
         timings: Global___Timings | None = ...,
+        continuations: _abc.Iterable[Global___Continuation] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["timings", b"timings", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["finish_reason", b"finish_reason", "timings", b"timings", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["continuations", b"continuations", "finish_reason", b"finish_reason", "timings", b"timings", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GenerateEnd: _TypeAlias = GenerateEnd  # noqa: Y015
+
+@_typing.final
+class Continuation(_message.Message):
+    """Continuation says that an engine failed or stalled mid-stream and another one continued
+    the answer from the text already sent (docs/failures.md "Continuation").
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_PROVIDER_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    ENGINE_MODEL_FIELD_NUMBER: _builtins.int
+    OFFSET_CHARS_FIELD_NUMBER: _builtins.int
+    from_provider: _common_pb2.Provider.ValueType
+    """from_provider is the engine that failed after sending text."""
+    reason: _common_pb2.ErrorCode.ValueType
+    """reason is what happened to it (e.g. ERROR_CODE_LLM_TIMEOUT for a stall)."""
+    provider: _common_pb2.Provider.ValueType
+    """provider is the engine that continued the answer."""
+    model: _builtins.str
+    """model is the logical model that continued it."""
+    engine_model: _builtins.str
+    """engine_model is that model's name on the continuing engine."""
+    offset_chars: _builtins.int
+    """offset_chars is the length of the text already streamed when the continuation began."""
+    def __init__(
+        self,
+        *,
+        from_provider: _common_pb2.Provider.ValueType = ...,
+        reason: _common_pb2.ErrorCode.ValueType = ...,
+        provider: _common_pb2.Provider.ValueType = ...,
+        model: _builtins.str = ...,
+        engine_model: _builtins.str = ...,
+        offset_chars: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["engine_model", b"engine_model", "from_provider", b"from_provider", "model", b"model", "offset_chars", b"offset_chars", "provider", b"provider", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Continuation: _TypeAlias = Continuation  # noqa: Y015
 
 @_typing.final
 class GenerateResponse(_message.Message):
