@@ -18,11 +18,11 @@ from grpc_status import rpc_status
 
 from clients.gen.llmgateway.v1 import common_pb2, control_pb2, router_pb2, router_pb2_grpc
 from control_service.state import RolloutStatus
+from llmcore.vocabulary import ProviderName, TaskName
 from router_service.app import RouterApp, start_router
 from router_service.lifecycle import AttemptOutcome
 from router_service.settings import RouterSettings
 from router_service.split import in_share
-from router_service.values import ProviderName, TaskName
 from tests.control.conftest import Control, start
 from tests.router.fault_engine import FaultEngine
 from tests.router.helpers import Collected, Decoded, decode

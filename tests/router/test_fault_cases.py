@@ -14,8 +14,8 @@ import pytest
 
 from clients.gen.llmgateway.v1 import common_pb2, control_pb2
 from control_service.state import RolloutStatus
+from llmcore.vocabulary import ProviderName
 from router_service.breaker import BreakerState
-from router_service.values import ProviderName
 from tests.control.conftest import violations
 from tests.router.fault_engine import ANSWER, Fault
 from tests.router.fault_stack import FIRST_TOKEN_S, IDLE_S, PROTO, Stack, start_stack

@@ -20,7 +20,7 @@ import pytest
 
 from clients.gen.llmgateway.v1 import common_pb2, control_pb2
 from control_service.state import RolloutStatus
-from router_service.values import ProviderName
+from llmcore.vocabulary import ProviderName
 from tests.router.fault_engine import ANSWER, Fault
 from tests.router.fault_stack import ATTEMPTS, FIRST_TOKEN_S, IDLE_S, PROTO, Stack, start_stack
 

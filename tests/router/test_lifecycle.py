@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from clients.gen.llmgateway.v1 import router_pb2
+from llmcore.vocabulary import TaskName
 from router_service.errors import ErrorKind, RouterError
 from router_service.lifecycle import AttemptOutcome, Outcome, RequestLife, counting
 from router_service.request_stats import RequestStatsRecorder
-from router_service.values import TaskName
 from tests.router.conftest import Harness
 from tests.router.fake_engine import Script
 
