@@ -64,7 +64,9 @@ def test_buf_breaking_allows_an_added_field_and_refuses_a_renumbered_one(tmp_pat
     additive = _buf_breaking(protos)
     assert additive.returncode == 0, additive.stdout + additive.stderr
 
-    router.write_text(original.replace("string model = 4;", "string model = 40;", 1))
+    at = original.index("message EmbedRequest")
+    renumbered = original[at:].replace("string model = 4;", "string model = 40;", 1)
+    router.write_text(original[:at] + renumbered)
     broken = _buf_breaking(protos)
     assert broken.returncode != 0
     assert "EmbedRequest" in broken.stdout + broken.stderr
