@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import grpc
-from google.protobuf import timestamp_pb2
+from google.protobuf import json_format, timestamp_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 
@@ -289,24 +289,57 @@ def field_value(field: FieldDescriptor, value: Any) -> Any:
     if field.type == FieldDescriptor.TYPE_ENUM:
         enum = enum_type(field)
         return enum_label(enum, int(value), _ZERO_LABELS.get(enum.name, "unspecified"))
+    if field.type in _INT64_TYPES:
+        return int(value)
     return value
 
 
+_INT64_TYPES = frozenset(
+    {
+        FieldDescriptor.TYPE_INT64,
+        FieldDescriptor.TYPE_UINT64,
+        FieldDescriptor.TYPE_SINT64,
+        FieldDescriptor.TYPE_FIXED64,
+        FieldDescriptor.TYPE_SFIXED64,
+    }
+)
+
+
 def message_dict(message: Message) -> dict[str, Any]:
-    """Every field of ``message`` (defaults included), nested messages as dicts."""
-    out: dict[str, Any] = {}
-    for field in fields_of(descriptor_of(message)):
-        value = getattr(message, field.name)
-        if field.is_repeated:
-            out[field.name] = [_item(field, v) for v in value]
+    """``json_format``'s proto3 JSON mapping of ``message`` (field names as declared, defaults
+    included, well-known types such as Timestamp as their JSON strings) with two llmctl
+    conventions over it: enums by short lowercase label (``vllm``, as every other llmctl output
+    writes them, not ``PROVIDER_VLLM``) and 64-bit integers as JSON numbers, not strings
+    (scripts compare counts; none here comes near 2**53)."""
+    document = json_format.MessageToDict(
+        message,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+        use_integers_for_enums=True,
+    )
+    return _relabel(descriptor_of(message), document)
+
+
+def _relabel(descriptor: Descriptor, document: dict[str, Any]) -> dict[str, Any]:
+    for name, value in document.items():
+        field = descriptor.fields_by_name[name]
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            inner = field.message_type.fields_by_name["value"]
+            document[name] = {k: _item(inner, v) for k, v in value.items()}
+        elif field.is_repeated:
+            document[name] = [_item(field, v) for v in value]
         else:
-            out[field.name] = _item(field, value)
-    return out
+            document[name] = _item(field, value)
+    return document
 
 
 def _item(field: FieldDescriptor, value: Any) -> Any:
-    if field.type == FieldDescriptor.TYPE_MESSAGE:
-        return message_dict(value)
+    message = field.message_type
+    if message is not None:
+        # Well-known types (Timestamp, Duration, ...) are already their JSON form.
+        return (
+            value if message.full_name.startswith("google.protobuf.") else _relabel(message, value)
+        )
     return field_value(field, value)
 
 
