@@ -19,24 +19,24 @@ from google.protobuf.message import Message
 from clients.cli._common import Subparsers
 from clients.cli._control_common import (
     EXIT_CODES_HELP,
-    EXIT_USAGE,
     UsageError,
     add_change_options,
     add_connection_options,
     change_kwargs,
+    error_line,
+    run_control,
+)
+from clients.cli._errors import EXIT_USAGE
+from clients.cli._output import emit, format_pairs, format_table
+from clients.cli._values import (
     descriptor_of,
-    emit,
     enum_prefix,
     enum_type,
-    error_line,
     field_by_name,
     fields_of,
     flat_items,
-    format_pairs,
-    format_table,
     message_dict,
     message_type,
-    run_control,
     show,
 )
 from clients.gen.llmgateway.v1 import control_pb2

@@ -9,15 +9,9 @@ import argparse
 from collections.abc import Awaitable, Callable
 
 from clients.cli._common import Subparsers
-from clients.cli._control_common import (
-    add_parser,
-    change_kwargs,
-    emit,
-    format_pairs,
-    run_control,
-    snapshot_dict,
-    snapshot_rows,
-)
+from clients.cli._control_common import add_parser, change_kwargs, run_control
+from clients.cli._output import emit, format_pairs
+from clients.cli._values import snapshot_dict, snapshot_rows
 from clients.gen.llmgateway.v1 import control_pb2
 from clients.llm import ControlClient
 

@@ -12,13 +12,9 @@ import argparse
 from typing import Any
 
 from clients.cli._common import Subparsers
-from clients.cli._control_common import (
-    add_parser,
-    emit,
-    enum_label,
-    format_table,
-    run_control,
-)
+from clients.cli._control_common import add_parser, run_control
+from clients.cli._output import emit, format_table
+from clients.cli._values import enum_label
 from clients.gen.llmgateway.v1 import control_pb2
 from clients.llm import ControlClient
 

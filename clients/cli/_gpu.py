@@ -8,25 +8,13 @@ the GPU does not support is ``-`` in tables and ``null`` in JSON, never 0.
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any
 
-from clients.cli._common import Subparsers, print_json
-from clients.cli._control_common import (
-    EXIT_FAILURE,
-    EXIT_ILLEGAL_TRANSITION,
-    UsageError,
-    add_parser,
-    ago,
-    emit,
-    enum_label,
-    error_line,
-    format_pairs,
-    format_table,
-    iso_time,
-    run_control,
-    write_lines,
-)
+from clients.cli._common import Subparsers, positive_int, print_json
+from clients.cli._control_common import UsageError, add_parser, error_line, run_control
+from clients.cli._errors import EXIT_FAILURE, EXIT_ILLEGAL_TRANSITION
+from clients.cli._output import WatchView, emit, format_pairs, format_table
+from clients.cli._values import ago, enum_label, iso_time
 from clients.gen.llmgateway.v1 import common_pb2, control_pb2
 from clients.llm import ControlClient, RouterError
 
@@ -45,16 +33,6 @@ MODELS_EXIT_HELP = (
     "exit status: 0 ok (with --task: a model was chosen), 1 no candidate fits or other failure, "
     "2 usage, 3 no GPU telemetry and no --budget-gb, 5 not authenticated"
 )
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text}")
-    return value
 
 
 def _budget(text: str) -> float:
@@ -80,7 +58,7 @@ def register(subparsers: Subparsers) -> None:
     p.epilog = GPU_EXIT_HELP
     p.add_argument("-w", "--watch", action="store_true", help="print every poll until Ctrl-C")
     # Stop --watch after this many prints (tests and scripts).
-    p.add_argument("--watch-count", type=_positive_int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--watch-count", type=positive_int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(handler=run_gpu)
 
     p = add_parser(
@@ -256,15 +234,15 @@ def run_gpu(args: argparse.Namespace) -> int:
 
     async def watch(client: ControlClient) -> int:
         printed = 0
-        async for status in client.watch_gpu_status():
-            if args.output == "json":
-                print_json(gpu_document(status))
-            else:
-                header = f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} ---"
-                write_lines([*([""] if printed else []), header, *gpu_lines(status)])
-            printed += 1
-            if args.watch_count is not None and printed >= args.watch_count:
-                break
+        with WatchView() as view:
+            async for status in client.watch_gpu_status():
+                if args.output == "json":
+                    print_json(gpu_document(status))
+                else:
+                    view.show(gpu_lines(status))
+                printed += 1
+                if args.watch_count is not None and printed >= args.watch_count:
+                    break
         return 0
 
     if args.watch:

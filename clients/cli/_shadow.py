@@ -10,32 +10,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from clients.cli._common import Subparsers
-from clients.cli._control_common import (
-    add_parser,
-    emit,
-    enum_label,
-    format_pairs,
-    format_table,
-    message_dict,
-    run_control,
-)
+from clients.cli._common import Subparsers, non_negative_int
+from clients.cli._control_common import add_parser, run_control
+from clients.cli._output import emit, format_pairs, format_table
+from clients.cli._values import enum_label, message_dict
 from clients.gen.llmgateway.v1 import common_pb2, control_pb2
 from clients.llm import ControlClient
 
 DEFAULT_WORST = 10
 # Longest text shown per field in the table (JSON has the whole captured text).
 TEXT_PREVIEW = 80
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
-    return value
 
 
 def register(subparsers: Subparsers) -> None:
@@ -59,14 +43,14 @@ def register(subparsers: Subparsers) -> None:
     )
     p.add_argument(
         "--window",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=0,
         metavar="S",
         help="only comparisons of the last S seconds (default 0: everything retained)",
     )
     p.add_argument(
         "--worst",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=DEFAULT_WORST,
         metavar="N",
         help=f"how many lowest-similarity pairs to list (default {DEFAULT_WORST})",

@@ -21,6 +21,7 @@ from clients.cli import (
     _generate,
     _gonogo,
     _gpu,
+    _health,
     _shadow,
 )
 from clients.cli._common import Handler
@@ -31,6 +32,7 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     _generate,
     _embed,
     _control_state,
+    _health,
     _control_verbs,
     _control_flags,
     _gonogo,
@@ -71,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs llmctl; returns the exit status (0 ok, 1 failed call, 2 invalid request/usage)."""
+    """Runs llmctl; returns the exit status (:func:`clients.cli._errors.exit_status`)."""
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
     try:

@@ -3,7 +3,8 @@ load, injects vLLM faults and checks the rollback, the fallback and the split sh
 See docs/demo.md."""
 
 from llmtools.drill._load import CALL_MIX, CALLS_PER_QUERY, Call, Load
-from llmtools.drill._plan import DrillConfig, DrillResult, DrillTargets, run_drill, summary_lines
+from llmtools.drill._plan import run_drill
+from llmtools.drill._results import DrillConfig, DrillResult, DrillTargets, summary_lines
 
 __all__ = [
     "CALLS_PER_QUERY",

@@ -9,7 +9,8 @@ import argparse
 import asyncio
 import sys
 
-from llmtools.drill._plan import DrillConfig, DrillTargets, run_drill
+from llmtools.drill._plan import run_drill
+from llmtools.drill._results import DrillConfig, DrillTargets
 from llmtools.drill._stack import process_stack
 
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmtools.drill._plan import DrillTargets
+from llmtools.drill._results import DrillTargets
 
 
 def free_port() -> int:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from clients.cli._control_common import phase_label, status_label
+from clients.cli.api import phase_label, status_label
 from clients.llm import ControlClient, RouterError
 from llmtools.drill._load import Load, engines, ttft_p95
 

@@ -16,8 +16,9 @@ import grpc
 import httpx
 import pytest
 
-from clients.cli._control_common import UsageError, snapshot_dict, snapshot_rows
+from clients.cli._control_common import UsageError
 from clients.cli._control_flags import parse_assignments
+from clients.cli._values import snapshot_dict, snapshot_rows
 from clients.cli.main import main
 from clients.gen.llmgateway.v1 import common_pb2, control_pb2, control_pb2_grpc
 from clients.llm import ControlClient, RouterError
