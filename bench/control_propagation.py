@@ -181,6 +181,7 @@ def spawn_control(workdir: Path) -> ControlProcess:
         "LLM_CONTROL_PORT": "0",
         "LLM_CONTROL_DB_PATH": str(workdir / "control.db"),
         "LLM_CONTROL_GRACE_PERIOD_S": "1",
+        "LLM_CONTROL_INSECURE": "true",  # loopback only, for the measurement
         "PYTHONUNBUFFERED": "1",
     }
     log_path = workdir / "control.log"

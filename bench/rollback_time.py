@@ -147,6 +147,7 @@ async def start_stack(
             stats_slot_s=1.0,
             probe_cache_s=0.0,
             grace_period_s=0.5,
+            insecure=True,  # loopback only, for the measurement
         ),
         http_client=http,
     )

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from control_service import convert
-from control_service.auth import BearerAuthInterceptor
+from control_service.auth import AuthInterceptor
 from control_service.controller import Controller
 from control_service.gpu import GB, GpuBackend, GpuMonitor
 from control_service.gpu_service import GpuService, MonitorVramSource, build_monitor
@@ -25,6 +25,7 @@ from control_service.rollback.golden_runner import GoldenRunner
 from control_service.rollback.gonogo import GoNoGo, VramSource
 from control_service.rollback.loop import RollbackLoop
 from control_service.servicer import SERVICE, ControlServicer, add_to_server
+from control_service.session import ExpiryAudit, SessionPolicy
 from control_service.settings import ControlSettings
 from control_service.shadow_store import ShadowStore
 from control_service.state import default_state
@@ -102,6 +103,8 @@ class ControlApp:
         await self.prober.aclose()
         if self._own_http_client:
             await self.http_client.aclose()
+        if isinstance(self.hub.on_expire, ExpiryAudit):
+            await self.hub.on_expire.drain()  # expiry events still being written
         await self.store.close()
         if self.tracer_provider is not None and self.own_tracer_provider:
             self.tracer_provider.shutdown()
@@ -134,6 +137,20 @@ async def start_control(
     the one ``settings.gpu_backend`` names; ``vram_source`` feeds the go/no-go gate's VRAM
     criterion (default: the GPU monitor's history; no telemetry: INCONCLUSIVE, "no GPU
     telemetry")."""
+    credentials = settings.credentials()
+    if credentials.empty and not credentials.insecure:
+        raise ValueError(
+            "no credentials configured: set auth_token, reader_token, router_token, "
+            "credentials_file or mTLS (tls_client_ca_file), or insecure=true for a dev setup "
+            "(docs/security.md)"
+        )
+    if credentials.insecure:
+        log.warning(
+            "INSECURE: ControlService calls without a credential are allowed (insecure=true); "
+            "anyone who can reach %s:%d can change the fleet's config",
+            settings.host,
+            settings.port,
+        )
     own_tp = tracer_provider is None
     if tracer_provider is None:
         tracer_provider = build_tracer_provider(
@@ -141,8 +158,14 @@ async def start_control(
         )
     tracer = get_tracer(tracer_provider)
     store = store if store is not None else SqliteStore(settings.db_path)
-    hub = Hub()
+    hub = Hub(
+        expiry_s=settings.router_expiry_s,
+        max_routers=settings.max_routers,
+        takeover_s=settings.session_takeover_s,
+    )
     controller = Controller(store, hub, convert.encode_session_snapshot, tracer)
+    hub.on_expire = ExpiryAudit(controller.record)
+    auth = AuthInterceptor(credentials)
     try:
         snap = await controller.start(default_state(tuple(settings.split_steps)))
     except BaseException:
@@ -192,12 +215,24 @@ async def start_control(
     )
     shadow = ShadowStore(settings.shadow_retention_s, settings.shadow_max_pairs, clock=time.time)
     servicer = ControlServicer(
-        controller, hub, stats, aggregator, gpu=gpu, gonogo=gonogo, shadow=shadow
+        controller,
+        hub,
+        stats,
+        aggregator,
+        gpu=gpu,
+        gonogo=gonogo,
+        shadow=shadow,
+        identify=auth.principal,
+        session_policy=SessionPolicy(
+            principal=auth.principal,
+            record=controller.record,
+            max_report_count=settings.max_report_count,
+        ),
     )
     server = grpc.aio.server(
         interceptors=[
             *server_interceptors(tracer_provider),
-            BearerAuthInterceptor(settings.auth_token, settings.router_token),
+            auth,
         ],
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -208,9 +243,10 @@ async def start_control(
     add_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    if settings.reflection:
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
     address = f"{settings.host}:{settings.port}"
     try:
         creds = server_credentials(settings)

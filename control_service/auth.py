@@ -1,109 +1,113 @@
-"""Bearer-token checks, in one place: a grpc.aio server interceptor.
+"""The grpc.aio interceptor that applies ``control_service.authz`` to every ControlService call.
 
-* Mutating RPCs (every request carrying a ``ChangeMeta``, found from the descriptor) need
-  ``authorization: Bearer <operator token>`` when an operator token is configured.
-* ``RouterSession`` needs ``Bearer <router token>`` when a router token is configured.
-* Read-only RPCs (GetState, ListEvents, GetHealth) and the standard health and reflection
-  services are always open.
-
-A missing header is UNAUTHENTICATED, a wrong token PERMISSION_DENIED. Tokens are compared in
-constant time.
+The check runs inside the wrapped handler, not in ``intercept_service``: only the servicer
+context carries the TLS peer (``auth_context``), which mTLS identities come from. No usable
+credential is UNAUTHENTICATED, a credential that may not make the call PERMISSION_DENIED.
+Handlers ask :meth:`AuthInterceptor.principal` for the caller (the audit actor, the router id a
+session may claim); it resolves the same credentials again, which is a few constant-time
+compares, and keeps no per-call state.
 """
 
 from __future__ import annotations
 
-import enum
-import hmac
-from collections.abc import Awaitable, Callable, Sequence
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias
 
 import grpc
 
-from clients.gen.llmgateway.v1 import control_pb2
-
-_SERVICE = control_pb2.DESCRIPTOR.services_by_name["ControlService"]
-MUTATING_METHODS: frozenset[str] = frozenset(
-    f"/{_SERVICE.full_name}/{m.name}"
-    for m in _SERVICE.methods
-    if "meta" in m.input_type.fields_by_name
-)
-SESSION_METHOD = f"/{_SERVICE.full_name}/RouterSession"
-
-
-class AuthResult(enum.Enum):
-    OK = "ok"
-    MISSING = "missing"
-    WRONG = "wrong"
-
-
-def check_bearer(metadata: Sequence[tuple[str, str | bytes]] | None, token: str) -> AuthResult:
-    """Whether ``metadata`` carries ``authorization: Bearer <token>``."""
-    values = [
-        v.decode() if isinstance(v, bytes) else v
-        for k, v in (metadata or ())
-        if k.lower() == "authorization"
-    ]
-    if not values:
-        return AuthResult.MISSING
-    scheme, _, presented = values[0].strip().partition(" ")
-    if scheme.lower() != "bearer" or not presented:
-        return AuthResult.MISSING
-    ok = hmac.compare_digest(presented.strip().encode(), token.encode())
-    return AuthResult.OK if ok else AuthResult.WRONG
-
+from control_service.authz import Credentials, Denied, Principal, bearer_token
 
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 
-def _deny(handler: Handler, code: grpc.StatusCode, message: str) -> Handler:
-    async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        await context.abort(code, message)
-
-    async def stream(request_iterator: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        await context.abort(code, message)
-
-    kwargs = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(stream, **kwargs)
-    if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(stream, **kwargs)
-    if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(unary, **kwargs)
-    return grpc.unary_unary_rpc_method_handler(unary, **kwargs)
+def certificate_names(context: Context) -> list[str]:
+    """The verified client certificate's common name, then its subject alternative names."""
+    auth = context.auth_context()
+    names: list[str] = []
+    for key in ("x509_common_name", "x509_subject_alternative_name"):
+        for raw in auth.get(key, ()):
+            name = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+            if name and name not in names:
+                names.append(name)
+    return names
 
 
-class BearerAuthInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, operator_token: str = "", router_token: str = "") -> None:
-        self._operator_token = operator_token
-        self._router_token = router_token
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, credentials: Credentials) -> None:
+        self.credentials = credentials
 
-    def required_token(self, method: str) -> str:
-        """The token ``method`` needs; empty when it is open."""
-        if method in MUTATING_METHODS:
-            return self._operator_token
-        if method == SESSION_METHOD:
-            return self._router_token
-        return ""
+    def _resolve(self, method: str, context: Context) -> Principal | None:
+        bearer = bearer_token(context.invocation_metadata())
+        names = certificate_names(context) if self.credentials.mtls else []
+        return self.credentials.authenticate(bearer, names, method)
+
+    def principal(self, context: Context) -> Principal:
+        """The caller of an admitted call (:data:`ANONYMOUS` in insecure mode without one)."""
+        bearer = bearer_token(context.invocation_metadata())
+        names = certificate_names(context) if self.credentials.mtls else []
+        return self.credentials.identify(bearer, names)
+
+    async def _check(self, method: str, context: Context) -> None:
+        try:
+            self._resolve(method, context)
+        except Denied as denied:
+            code = grpc.StatusCode.PERMISSION_DENIED
+            if denied.unauthenticated:
+                code = grpc.StatusCode.UNAUTHENTICATED
+            await context.abort(code, str(denied))
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Handler | None:
-        token = self.required_token(handler_call_details.method)
         handler = await continuation(handler_call_details)
-        if not token or handler is None:
-            return handler
-        result = check_bearer(handler_call_details.invocation_metadata, token)
-        if result is AuthResult.OK:
-            return handler
-        if result is AuthResult.MISSING:
-            return _deny(
-                handler,
-                grpc.StatusCode.UNAUTHENTICATED,
-                "this call needs 'authorization: Bearer <token>' metadata",
-            )
-        return _deny(handler, grpc.StatusCode.PERMISSION_DENIED, "the bearer token is not valid")
+        if handler is None:
+            return None
+        return _guarded(handler, handler_call_details.method, self._check)
+
+
+def _guarded(
+    handler: Handler, method: str, check: Callable[[str, Context], Awaitable[None]]
+) -> Handler:
+    kwargs = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(
+            _wrap(handler.stream_stream, method, check), **kwargs
+        )
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(
+            _wrap(handler.stream_unary, method, check), **kwargs
+        )
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(
+            _wrap(handler.unary_stream, method, check), **kwargs
+        )
+    return grpc.unary_unary_rpc_method_handler(_wrap(handler.unary_unary, method, check), **kwargs)
+
+
+def _wrap(
+    inner: Any, method: str, check: Callable[[str, Context], Awaitable[None]]
+) -> Callable[..., Any]:
+    """The check, then ``inner``; an async generator stays one (the aio server, and the OTel
+    interceptor before this one, tell streaming kinds apart by inspecting the function)."""
+    if inspect.isasyncgenfunction(inner):
+
+        async def gen(request: Any, context: Context) -> AsyncIterator[Any]:
+            await check(method, context)
+            async for item in inner(request, context):
+                yield item
+
+        return gen
+
+    async def call(request: Any, context: Context) -> Any:
+        await check(method, context)
+        result = inner(request, context)
+        return await result if inspect.isawaitable(result) else result
+
+    return call

@@ -74,6 +74,9 @@ class Controller:
         ``evidence``, when given, in its ``after_json``). A change that changes nothing returns
         the current snapshot without a new version."""
 
+        if meta.actor_note:
+            evidence = {**(evidence or {}), "actor_note": meta.actor_note}
+
         def mutate(cur: Snapshot) -> Change | None:
             new = fn(cur.state)
             if new == cur.state:

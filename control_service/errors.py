@@ -31,9 +31,35 @@ class InvalidChange(ControlError):
     """The change, or the whole config it would produce, is invalid."""
 
     def __init__(self, violations: Iterable[FieldViolation]) -> None:
-        self.violations: tuple[FieldViolation, ...] = tuple(violations)
-        detail = "; ".join(f"{v.field}: {v.description}" for v in self.violations)
-        super().__init__(f"invalid change: {detail}")
+        self.violations: tuple[FieldViolation, ...] = capped(violations)
+        detail = "; ".join(f"{v.field}: {v.description}" for v in self.violations[:3])
+        more = len(self.violations) - 3
+        super().__init__(f"invalid change: {detail}" + (f" (and {more} more)" if more > 0 else ""))
+
+
+# Error details travel in trailers, which clients cap at 16 kB (grpc's default): 10 violations
+# of at most 2 x 120 characters, the message naming 3, stay far below it whatever the request.
+MAX_VIOLATIONS = 10
+MAX_VIOLATION_CHARS = 120
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_VIOLATION_CHARS else text[: MAX_VIOLATION_CHARS - 1] + "…"
+
+
+def capped(violations: Iterable[FieldViolation]) -> tuple[FieldViolation, ...]:
+    """The first :data:`MAX_VIOLATIONS` violations, each cut short, plus one that counts the
+    rest."""
+    out: list[FieldViolation] = []
+    more = 0
+    for v in violations:
+        if len(out) < MAX_VIOLATIONS:
+            out.append(FieldViolation(_cut(v.field), _cut(v.description)))
+        else:
+            more += 1
+    if more:
+        out.append(FieldViolation("(more)", f"and {more} more violations"))
+    return tuple(out)
 
 
 class TransitionError(ControlError):

@@ -10,6 +10,14 @@ latest: snapshots are complete, so only the newest matters. A version is never r
 session that already has it, also not after a reconnect (the router's hello carries its
 applied version).
 
+Records are bounded (``max_routers``) and expire: a router disconnected for ``expiry_s`` is
+dropped (``on_expire`` is told, and files an audit event), so after a rolling deploy the dead
+pods leave ``llmctl routers`` and stop holding ``GetHealth`` at DEGRADED. Expiry is checked on
+every connect, disconnect and view. One live session per router id: a second one with the same
+id is refused while the first was seen within ``takeover_s``, unless it carries the first's
+``instance_id`` (the same process reconnecting), so two routers sharing an id cannot take it
+from each other for ever.
+
 Plain asyncio; no grpc: the servicer owns the stream and calls in here.
 """
 
@@ -20,6 +28,15 @@ import enum
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+class IdInUse(Exception):
+    """A live session holds the router id (ALREADY_EXISTS for the newcomer)."""
+
+
+class HubFull(Exception):
+    """``max_routers`` connected routers: no room for another id (RESOURCE_EXHAUSTED)."""
 
 from llmcore.notify import ChangeNotifier
 
@@ -45,6 +62,9 @@ class RouterRecord:
     last_nack_version: int = 0
     last_nack_reason: str = ""
     sessions: int = 0
+    instance_id: str = ""
+    # When the last session ended (0 while connected); expiry counts from here.
+    disconnected_at: float = 0.0
 
     def view(self, current_version: int) -> RouterView:
         if not self.connected:
@@ -72,11 +92,26 @@ class Session:
     closed: bool = False
     # A newer session of the same router replaced this one (a reconnect, or a duplicate id).
     superseded: bool = False
+    # Why the service ended this session (an untrustworthy stats report), when it did.
+    refused: tuple[Any, ...] | None = None
 
 
 class Hub:
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.time,
+        *,
+        expiry_s: float = 600.0,
+        max_routers: int = 1000,
+        takeover_s: float = 30.0,
+        on_expire: Callable[[RouterRecord], None] | None = None,
+    ) -> None:
         self._clock = clock
+        self.expiry_s = expiry_s
+        self.max_routers = max_routers
+        self.takeover_s = takeover_s
+        # Told of each record dropped (app: files an audit event, control_service.session).
+        self.on_expire = on_expire
         self.current: Published | None = None
         self._records: dict[str, RouterRecord] = {}
         self._sessions: dict[str, Session] = {}
@@ -109,22 +144,33 @@ class Hub:
 
     # --- sessions --------------------------------------------------------------------------
 
-    def open(self, router_id: str, address: str, applied_version: int) -> Session:
-        """Register a new session; an older session of the same router is closed (superseded)."""
+    def open(
+        self, router_id: str, address: str, applied_version: int, instance_id: str = ""
+    ) -> Session:
+        """Register a new session. An older session of the same router is closed (superseded)
+        when it is the same instance or has been silent for ``takeover_s``; otherwise
+        :class:`IdInUse`. :class:`HubFull` when ``max_routers`` routers are connected."""
         if self._shut:
             raise RuntimeError("the hub is shut down")
+        now = self._clock()
+        self._expire(now)
         old = self._sessions.get(router_id)
         if old is not None:
+            same = bool(instance_id) and instance_id == old.record.instance_id
+            if not same and now - old.record.last_seen < self.takeover_s:
+                raise IdInUse(f"router id {router_id!r} is held by a live session")
             old.superseded = True
             self._end(old)
-        now = self._clock()
         rec = self._records.get(router_id)
         if rec is None:
+            self._make_room(now)
             rec = self._records[router_id] = RouterRecord(router_id)
         rec.address = address or rec.address
+        rec.instance_id = instance_id
         rec.connected = True
         rec.connected_since = now
         rec.last_seen = now
+        rec.disconnected_at = 0.0
         rec.applied_version = applied_version
         rec.sessions += 1
         # Issue 4: a full snapshot on connect, whatever the router has (a router that already has
@@ -141,6 +187,29 @@ class Hub:
         if self._sessions.get(session.record.router_id) is session:
             del self._sessions[session.record.router_id]
             session.record.connected = False
+            session.record.disconnected_at = self._clock()
+        self._notify()
+
+    def _make_room(self, now: float) -> None:
+        """Room for one more record: the longest-disconnected one goes early if need be."""
+        if len(self._records) < self.max_routers:
+            return
+        gone = [r for r in self._records.values() if not r.connected]
+        if not gone:
+            raise HubFull(f"{self.max_routers} routers are connected, the most this hub keeps")
+        self._drop(min(gone, key=lambda r: r.disconnected_at))
+
+    def _expire(self, now: float) -> None:
+        horizon = now - self.expiry_s
+        for rec in [
+            r for r in self._records.values() if not r.connected and r.disconnected_at < horizon
+        ]:
+            self._drop(rec)
+
+    def _drop(self, rec: RouterRecord) -> None:
+        del self._records[rec.router_id]
+        if self.on_expire is not None:
+            self.on_expire(replace(rec))
         self._notify()
 
     def _end(self, session: Session) -> None:
@@ -175,10 +244,12 @@ class Hub:
     # --- views -----------------------------------------------------------------------------
 
     def routers(self) -> list[RouterRecord]:
-        """Copies of every router seen since start, by id."""
+        """Copies of every router connected, or disconnected for less than ``expiry_s``, by id."""
+        self._expire(self._clock())
         return [replace(r) for _, r in sorted(self._records.items())]
 
     def router(self, router_id: str) -> RouterRecord | None:
+        self._expire(self._clock())
         rec = self._records.get(router_id)
         return replace(rec) if rec else None
 

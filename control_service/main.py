@@ -28,7 +28,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def serve(settings: ControlSettings) -> None:
-    app = await start_control(settings)
+    try:
+        app = await start_control(settings)
+    except ValueError as exc:  # settings that cannot serve, e.g. no credentials at all
+        raise SystemExit(f"llm-control: {exc}") from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

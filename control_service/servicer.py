@@ -10,6 +10,7 @@ import grpc
 
 from clients.gen.llmgateway.v1 import control_pb2
 from control_service import convert, gpu_convert, phases
+from control_service.authz import ANONYMOUS, Principal
 from control_service.controller import Controller
 from control_service.errors import ControlError, FieldViolation, InvalidChange
 from control_service.gpu_service import GpuService
@@ -17,7 +18,7 @@ from control_service.grpc_errors import to_status
 from control_service.health import Health, HealthAggregator
 from control_service.hub import Hub
 from control_service.rollback.gonogo import GoNoGo
-from control_service.session import SessionHandler
+from control_service.session import SessionHandler, SessionPolicy
 from control_service.shadow_store import DEFAULT_WORST, ShadowStore
 from control_service.state import ChangeMeta, Snapshot
 from control_service.stats_windows import StatsWindows
@@ -37,8 +38,25 @@ _HEALTH_TO_PROTO = {
 }
 
 
-def _meta(meta: control_pb2.ChangeMeta) -> ChangeMeta:
-    return ChangeMeta(meta.actor, meta.reason, meta.expected_version)
+MAX_ACTOR, MAX_REASON = 128, 1024
+Identify = Callable[[Context], Principal]
+
+
+def _meta(meta: control_pb2.ChangeMeta, caller: Principal = ANONYMOUS) -> ChangeMeta:
+    """The audit fields of a change: checked lengths, and the credential's identity as the
+    actor (the client's own name kept as a note). Unauthenticated (insecure mode): the
+    client's name is all there is."""
+    bad = []
+    if len(meta.actor) > MAX_ACTOR:
+        bad.append(FieldViolation("meta.actor", f"at most {MAX_ACTOR} characters"))
+    if len(meta.reason) > MAX_REASON:
+        bad.append(FieldViolation("meta.reason", f"at most {MAX_REASON} characters"))
+    if bad:
+        raise InvalidChange(bad)
+    if not caller.authenticated:
+        return ChangeMeta(meta.actor, meta.reason, meta.expected_version)
+    note = meta.actor if meta.actor and meta.actor != caller.identity else ""
+    return ChangeMeta(caller.identity, meta.reason, meta.expected_version, actor_note=note)
 
 
 class ControlServicer:
@@ -54,8 +72,12 @@ class ControlServicer:
         gpu: GpuService,
         gonogo: GoNoGo | None = None,
         shadow: ShadowStore | None = None,
+        identify: Identify | None = None,
+        session_policy: SessionPolicy | None = None,
     ) -> None:
         self._controller = controller
+        # Who the caller is (control_service.auth); None: everyone is anonymous (no credentials).
+        self._identify: Identify = identify or (lambda _ctx: ANONYMOUS)
         self._hub = hub
         self._health = health
         self._gpu = gpu
@@ -64,7 +86,7 @@ class ControlServicer:
         self._gonogo = gonogo
         # A bound coroutine function: grpc.aio picks the reader/writer API by inspecting it.
         self._shadow = shadow if shadow is not None else ShadowStore()
-        self.RouterSession = SessionHandler(hub, stats, self._shadow).handle
+        self.RouterSession = SessionHandler(hub, stats, self._shadow, session_policy).handle
 
     async def _call(self, context: Context, fn: Callable[[], Awaitable[T]]) -> T:
         """The one error mapping: domain errors to rich statuses, anything else to INTERNAL."""
@@ -85,7 +107,7 @@ class ControlServicer:
         self, context: Context, meta: control_pb2.ChangeMeta, verb: Callable[[], phases.Verb]
     ) -> control_pb2.ConfigSnapshot:
         async def run() -> Snapshot:
-            return await self._controller.migrate(verb(), _meta(meta))
+            return await self._controller.migrate(verb(), _meta(meta, self._identify(context)))
 
         return self._snapshot(await self._call(context, run))
 
@@ -151,7 +173,10 @@ class ControlServicer:
 
         async def run() -> Snapshot:
             return await gonogo.promote(
-                self._controller, request.full, request.force, _meta(request.meta)
+                self._controller,
+                request.full,
+                request.force,
+                _meta(request.meta, self._identify(context)),
             )
 
         return control_pb2.PromoteResponse(snapshot=self._snapshot(await self._call(context, run)))
@@ -203,7 +228,7 @@ class ControlServicer:
     ) -> control_pb2.UpdateFlagsResponse:
         async def run() -> Snapshot:
             return await self._controller.update_flags(
-                _meta(request.meta),
+                _meta(request.meta, self._identify(context)),
                 lambda current: convert.apply_flags_update(
                     current, request.flags, request.update_mask
                 ),
@@ -252,7 +277,7 @@ class ControlServicer:
     ) -> control_pb2.SetTaskModelResponse:
         async def run() -> Snapshot:
             return await self._gpu.set_task_model(
-                _meta(request.meta),
+                _meta(request.meta, self._identify(context)),
                 gpu_convert.task_from_proto(request.task),
                 request.model,
                 force=request.force,

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from control_service.authz import Credentials, build_credentials
 from control_service.state import SEED_SPLIT_STEPS
 from llmcore.settings import YamlFileSettings
 
@@ -32,13 +33,36 @@ class ControlSettings(YamlFileSettings):
     # Used only when the store is empty (the first start): the SPLIT weights promote walks.
     split_steps: list[int] = Field(default_factory=lambda: list(SEED_SPLIT_STEPS))
 
-    # Security. Empty token: that class of RPC is open.
+    # Security (docs/security.md). Every ControlService call needs a credential: the operator
+    # token (auth_token), the reader token, the fleet router token (any router id), the named
+    # tokens of credentials_file (YAML: operators / readers / routers, a router's name binds its
+    # id), or an mTLS client certificate. With none configured the service refuses to start,
+    # unless insecure is set: then calls without a credential run unauthenticated (dev only).
     auth_token: str = ""
+    reader_token: str = ""
     router_token: str = ""
+    credentials_file: Path | None = None
+    insecure: bool = False
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
-    # Set: clients must present a certificate signed by this CA (mTLS).
+    # Set: clients must present a certificate signed by this CA (mTLS). A certificate's common
+    # name (or a DNS name) is its identity: listed here, an operator or a reader; otherwise the
+    # router of that id.
     tls_client_ca_file: Path | None = None
+    tls_operator_names: list[str] = Field(default_factory=list)
+    tls_reader_names: list[str] = Field(default_factory=list)
+    # Standard gRPC reflection (lists the services; grpcurl without protos). Off unless enabled.
+    reflection: bool = False
+
+    # The router hub (llmctl routers, GetHealth): a disconnected router's record is dropped
+    # this long after it went away (the audit log keeps an event of it); at most this many
+    # records; a second session for a router id that is live (seen within session_takeover_s)
+    # is refused, not swapped in, so two routers sharing an id cannot flap for ever.
+    router_expiry_s: float = Field(default=600.0, gt=0)
+    max_routers: int = Field(default=1000, ge=1)
+    session_takeover_s: float = Field(default=30.0, ge=0)
+    # Stats reports: a count above this in one report is refused (and so is the session).
+    max_report_count: int = Field(default=10_000_000, ge=1)
 
     # Engines, probed for GetHealth. The unprefixed names are what operators already use.
     ollama_base_url: str = Field(
@@ -140,3 +164,16 @@ class ControlSettings(YamlFileSettings):
     @property
     def tls(self) -> bool:
         return self.tls_cert_file is not None
+
+    def credentials(self) -> Credentials:
+        """Every credential the service accepts (raises ValueError on a conflicting set)."""
+        return build_credentials(
+            operator_token=self.auth_token,
+            reader_token=self.reader_token,
+            router_token=self.router_token,
+            credentials_file=self.credentials_file,
+            mtls=self.tls_client_ca_file is not None,
+            cert_operators=self.tls_operator_names,
+            cert_readers=self.tls_reader_names,
+            insecure=self.insecure,
+        )

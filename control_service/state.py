@@ -209,6 +209,9 @@ class ChangeMeta:
     actor: str = ""
     reason: str = ""
     expected_version: int = 0
+    # The client's own name for itself when the actor is a credential's identity (audited as
+    # evidence.actor_note, never trusted).
+    actor_note: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -180,8 +180,9 @@ def _merge_hist(mine: Histogram | None, other: Histogram | None) -> Histogram | 
     return mine
 
 
-# Slot key: provider, task, shadow, config version.
-_Key = tuple[ProviderName, TaskName, bool, int]
+# Slot key: provider, task, shadow, config version, router (so a window can be read without
+# one router: the rollback's agreement rule).
+_Key = tuple[ProviderName, TaskName, bool, int, str]
 
 
 class StatsWindows:
@@ -209,7 +210,7 @@ class StatsWindows:
         now = self._clock()
         slot = self._slots.setdefault(int(now // self.slot_s), {})
         for e in report.entries:
-            key = (e.provider, e.task, e.shadow, report.config_version)
+            key = (e.provider, e.task, e.shadow, report.config_version, report.router_id)
             agg = slot.get(key)
             if agg is None:
                 agg = slot[key] = Aggregate()
@@ -244,17 +245,21 @@ class StatsWindows:
         *,
         min_config_version: int = 0,
         shadow: bool | None = False,
+        without: str | None = None,
     ) -> dict[tuple[ProviderName, TaskName], Aggregate]:
         """Aggregates per (provider, task) of every report that arrived in a slot overlapping
         ``[since, now]``, run under config version >= ``min_config_version``. ``shadow``:
-        False (default) counts answered requests only, True mirrored ones only, None both."""
+        False (default) counts answered requests only, True mirrored ones only, None both.
+        ``without``: leave that router's reports out."""
         first = int(since // self.slot_s)
         out: dict[tuple[ProviderName, TaskName], Aggregate] = {}
         for slot_id, slot in self._slots.items():
             if slot_id < first:
                 continue
-            for (provider, task, is_shadow, version), agg in slot.items():
+            for (provider, task, is_shadow, version, router), agg in slot.items():
                 if version < min_config_version or (shadow is not None and is_shadow != shadow):
+                    continue
+                if router == without:
                     continue
                 target = out.get((provider, task))
                 if target is None:

@@ -11,6 +11,7 @@ Ctrl-C or SIGTERM stops everything. Each child's pid and restart count is in
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 from pathlib import Path
 
@@ -19,6 +20,32 @@ from llmtools.supervisor import ChildSpec, Supervisor
 
 def _port(env: dict[str, str], name: str, default: int) -> int:
     return int(env.get(name, str(default)))
+
+
+def local_credentials(router_id: str, run_dir: Path) -> dict[str, str]:
+    """Fresh credentials for this stack, so the control service is never open (issue 21): an
+    operator, a reader and a router token in ``run_dir/credentials.yaml`` (the control
+    service's credentials_file), the operator token in ``run_dir/llmctl.token`` (llmctl's
+    default token file). Both 0600; new ones every start. Returns the environment for the
+    children (docs/security.md)."""
+    operator, reader, router = (secrets.token_urlsafe(32) for _ in range(3))
+    creds = run_dir / "credentials.yaml"
+    for path, text in (
+        (
+            creds,
+            f"operators: {{devstack: {operator}}}\n"
+            f"readers: {{devstack: {reader}}}\n"
+            f"routers: {{{router_id}: {router}}}\n",
+        ),
+        (run_dir / "llmctl.token", operator + "\n"),
+    ):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+    return {
+        "LLM_CONTROL_CREDENTIALS_FILE": str(creds),
+        "LLM_ROUTER_CONTROL_TOKEN": router,
+    }
 
 
 def main() -> None:
@@ -42,6 +69,8 @@ def main() -> None:
             args = ("llmsim.main", "--flavor", "vllm", "--port", str(vllm_port))
             sup.start(ChildSpec("vllm simulator", args, vllm_port, dict(env)))
             env["VLLM_BASE_URL"] = f"http://127.0.0.1:{vllm_port}"
+        env.setdefault("LLM_ROUTER_ROUTER_ID", "router-1")
+        env.update(local_credentials(env["LLM_ROUTER_ROUTER_ID"], run_dir))
         db = run_dir / "control.db"
         control_args = ("control_service.main", "--port", str(control_port), "--db", str(db))
         sup.start(ChildSpec("control service", control_args, control_port, dict(env)))
@@ -60,7 +89,7 @@ def main() -> None:
             f"  router: 127.0.0.1:{router_port} (gRPC)\n"
             f"  control: 127.0.0.1:{control_port} (gRPC; state in {db})\n"
             '  try:    .venv/bin/llmctl generate "Why is the sky blue?"\n'
-            "          .venv/bin/llmctl status\n"
+            f"          .venv/bin/llmctl status   (its token: {run_dir / 'llmctl.token'})\n"
             "  A component that exits is restarted; Ctrl-C stops everything.",
             flush=True,
         )

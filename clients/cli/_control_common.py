@@ -19,10 +19,10 @@ import grpc
 
 from clients.cli._common import non_negative_int
 from clients.cli._errors import EXIT_OK, EXIT_USAGE, exit_status
+from clients.cli._token import DEFAULT_TOKEN_FILE, TOKEN_ENV, TOKEN_FILE_ENV, default_token
 from clients.llm import DEFAULT_CONTROL_TIMEOUT, ControlClient, RouterError
 
 CONTROL_ENV = "LLMCTL_CONTROL"
-TOKEN_ENV = "LLMCTL_TOKEN"
 DEFAULT_CONTROL = "127.0.0.1:50061"
 
 EXIT_CODES_HELP = (
@@ -82,8 +82,8 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--token",
-        default=os.environ.get(TOKEN_ENV, ""),
-        help=f"operator bearer token (default ${TOKEN_ENV})",
+        default=default_token(),
+        help=f"bearer token (default ${TOKEN_ENV}, ${TOKEN_FILE_ENV} or {DEFAULT_TOKEN_FILE})",
     )
     parser.add_argument(
         "-o",

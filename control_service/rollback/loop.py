@@ -31,6 +31,7 @@ from control_service.errors import TransitionError, VersionConflict
 from control_service.health import EngineProber, Health
 from control_service.rollback import decide as dec
 from control_service.rollback import rules
+from control_service.rollback.agreement import require_agreement
 from control_service.rollback.probes import HealthTracker
 from control_service.state import ChangeMeta, DesiredState, Snapshot, with_migration
 from control_service.stats_windows import StatsWindows
@@ -127,19 +128,24 @@ class RollbackLoop:
                 t.health_success_threshold,
             )
 
-    def signals(self, snap: Snapshot, now: float) -> rules.Signals:
-        """What the rules read now (also used by benchmarks to see a condition being met)."""
+    def signals(self, snap: Snapshot, now: float, without: str | None = None) -> rules.Signals:
+        """What the rules read now (also used by benchmarks to see a condition being met);
+        ``without``: leaving one router's reports out (the agreement rule)."""
         t = snap.state.flags.rollback
         since = now - t.window_seconds
-        merged = self._stats.merged(since, min_config_version=self.epoch_version, shadow=False)
+        merged = self._stats.merged(
+            since, min_config_version=self.epoch_version, shadow=False, without=without
+        )
+        timeouts = self._stats.consecutive_timeouts(
+            "vllm", since, min_config_version=self.epoch_version
+        )
+        timeouts.pop(without or "", None)
         return rules.Signals(
             window_seconds=t.window_seconds,
             config_version=snap.version,
             min_config_version=self.epoch_version,
             vllm={task: agg for (provider, task), agg in merged.items() if provider == "vllm"},
-            consecutive_timeouts=self._stats.consecutive_timeouts(
-                "vllm", since, min_config_version=self.epoch_version
-            ),
+            consecutive_timeouts=timeouts,
             vllm_health=self.health.view("vllm"),
         )
 
@@ -159,7 +165,12 @@ class RollbackLoop:
         m, t = snap.state.migration, snap.state.flags.rollback
         if dec.watched(m):
             signals = self.signals(snap, now)
-            results = rules.evaluate(t, signals)
+            results = require_agreement(
+                rules.evaluate(t, signals),
+                sorted(signals.routers),
+                lambda router: rules.evaluate(t, self.signals(snap, now, without=router)),
+                frozenset({"consecutive_timeouts"} if t.timeout_routers_required >= 2 else ()),
+            )
             d = dec.decide(m, t, results, self.health.view("ollama"), now, self.epoch_version)
         else:
             signals = None

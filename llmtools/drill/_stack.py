@@ -102,6 +102,8 @@ def process_stack(workdir: Path | None = None) -> Iterator[tuple[DrillTargets, P
                 "LLM_CONTROL_GONOGO_WINDOW_S": "10",
                 "LLM_CONTROL_GONOGO_MIN_REQUESTS": "20",
                 "LLM_CONTROL_GRACE_PERIOD_S": "0.5",
+                # The drill's own throwaway stack on loopback (docs/security.md).
+                "LLM_CONTROL_INSECURE": "true",
             },
         )
         spawn(

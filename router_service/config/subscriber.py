@@ -24,6 +24,7 @@ import contextlib
 import enum
 import logging
 import random
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -101,6 +102,9 @@ class ConfigSubscriber:
         self._persist_task: asyncio.Task[None] | None = None
         self._persist_latest: bytes | None = None
         self._interval_start = time.time()
+        # Random per process: the control service lets a session with this id replace the
+        # live one at once (a reconnect); another process claiming the same router id waits.
+        self.instance_id = secrets.token_hex(8)
 
     @property
     def applied_version(self) -> int:
@@ -211,6 +215,7 @@ class ConfigSubscriber:
                     applied_version=self.applied_version,
                     address=self._opt.address,
                     state=state,
+                    instance_id=self.instance_id,
                 )
             )
         )

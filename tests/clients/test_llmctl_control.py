@@ -57,6 +57,8 @@ async def start(db: Path, **overrides: Any) -> Control:
         "ollama_base_url": "http://ollama.test",
         "vllm_base_url": "http://vllm.test",
         "probe_cache_s": 0.0,
+        # llmctl's behaviour without credentials; the secured fixture sets a token instead.
+        "insecure": "auth_token" not in overrides,
         **overrides,
     }
     app = await start_control(ControlSettings(**settings), http_client=http)
@@ -67,6 +69,7 @@ async def start(db: Path, **overrides: Any) -> Control:
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("LLMCTL_CONTROL", "LLMCTL_TOKEN", "LLMCTL_TARGET"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LLMCTL_TOKEN_FILE", "")  # not a make-run token lying in .run/
     monkeypatch.setenv("USER", "tester")
 
 
@@ -414,7 +417,10 @@ async def test_actor_and_reason_reach_the_audit_log(
 
 
 async def test_auth_errors_exit_5(
-    secured: Control, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    secured: Control,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     assert await llmctl(secured, "promote") == 5
     err = capsys.readouterr().err
@@ -430,9 +436,17 @@ async def test_auth_errors_exit_5(
     assert await llmctl(secured, "flags", "set", "shadow_enabled=true", "--token", "x") == 5
     capsys.readouterr()
 
-    # Reads are open; the right token (flag or environment) is accepted.
-    assert await llmctl(secured, "status") == 0
+    # Reads need a credential too (issue 21); the right token (flag, environment or the
+    # token file make run writes) is accepted.
+    assert await llmctl(secured, "status") == 5
+    capsys.readouterr()
+    assert await llmctl(secured, "status", "--token", TOKEN) == 0
     assert await llmctl(secured, "promote", "--token", TOKEN) == 0
+    capsys.readouterr()
+    token_file = tmp_path / "llmctl.token"
+    token_file.write_text(TOKEN + "\n")
+    monkeypatch.setenv("LLMCTL_TOKEN_FILE", str(token_file))
+    assert await llmctl(secured, "status") == 0
     capsys.readouterr()
     monkeypatch.setenv("LLMCTL_TOKEN", TOKEN)
     document = await llmctl_json(secured, capsys, "promote")
@@ -771,6 +785,7 @@ async def test_health_reports_a_down_engine(
         ollama_base_url="http://ollama.test",
         vllm_base_url="http://vllm.test",
         probe_cache_s=0.0,
+        insecure=True,
     )
     control = Control(await start_control(settings, http_client=http), http)
     try:

@@ -84,6 +84,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
             gonogo_min_requests=10,
             gonogo_vram_window_s=3600,
             rollback_enabled=False,
+            insecure=True,
         )
         app = await start_control(settings, http_client=http, vram_source=FakeVram())
         yield Stack(app, http, router)
@@ -95,6 +96,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("LLMCTL_CONTROL", "LLMCTL_TOKEN", "LLMCTL_TARGET"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LLMCTL_TOKEN_FILE", "")  # not a make-run token lying in .run/
 
 
 async def llmctl(target: str, *argv: str) -> int:

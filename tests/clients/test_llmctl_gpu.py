@@ -58,6 +58,7 @@ async def start(db: Path, backend: GpuBackend, nvml: FakeNvml) -> Control:
         ollama_base_url="http://ollama.test",
         vllm_base_url="http://vllm.test",
         gpu_poll_interval_s=0.05,
+        insecure=True,
     )
     app = await start_control(settings, http_client=http, gpu_backend=backend)
     return Control(app, http, nvml)
@@ -67,6 +68,7 @@ async def start(db: Path, backend: GpuBackend, nvml: FakeNvml) -> Control:
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("LLMCTL_CONTROL", "LLMCTL_TOKEN", "LLMCTL_TARGET"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LLMCTL_TOKEN_FILE", "")  # not a make-run token lying in .run/
 
 
 @pytest.fixture

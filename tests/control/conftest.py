@@ -44,6 +44,13 @@ def make_settings(db: Path, **overrides: Any) -> ControlSettings:
         "ollama_base_url": OLLAMA,
         "vllm_base_url": VLLM,
         "probe_cache_s": 0.0,
+        # The behaviour tests talk to the service without credentials; the credential model
+        # itself is tested in test_auth.py / test_tls.py / test_hardening_*.py, with it off.
+        "insecure": not any(
+            overrides.get(k)
+            for k in ("auth_token", "reader_token", "router_token", "credentials_file")
+        )
+        and not overrides.get("tls_client_ca_file"),
     }
     base.update(overrides)
     return ControlSettings(**base)
@@ -129,11 +136,16 @@ class RawRouter:
         router_id: str,
         applied_version: int = 0,
         metadata: tuple[tuple[str, str], ...] = (),
+        instance_id: str | None = None,
     ) -> None:
         self.router_id = router_id
         self._outbox: asyncio.Queue[control_pb2.RouterSessionRequest | None] = asyncio.Queue()
+        # One instance per id by default: a second RawRouter of an id is its reconnect.
         hello = control_pb2.RouterHello(
-            router_id=router_id, applied_version=applied_version, address=f"{router_id}:50051"
+            router_id=router_id,
+            applied_version=applied_version,
+            address=f"{router_id}:50051",
+            instance_id=f"{router_id}-instance" if instance_id is None else instance_id,
         )
         self._outbox.put_nowait(control_pb2.RouterSessionRequest(hello=hello))
         self.call = stub.RouterSession(self._requests(), metadata=metadata)

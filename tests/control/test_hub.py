@@ -55,13 +55,13 @@ async def test_a_session_gets_the_snapshot_on_connect_then_only_changes() -> Non
 async def test_bookkeeping_and_views() -> None:
     hub = Hub()
     hub.publish(3, b"")
-    s = hub.open("r1", "h:1", applied_version=2)
+    s = hub.open("r1", "h:1", applied_version=2, instance_id="i1")
     assert rec(hub, "r1").view(3) is RouterView.BEHIND
     hub.nack(s, 3, "bad")
     assert rec(hub, "r1").view(3) is RouterView.REFUSED
     hub.ack(s, 3)
     assert hub.synced() == ["r1"]
-    again = hub.open("r1", "", applied_version=3)  # supersedes s
+    again = hub.open("r1", "", applied_version=3, instance_id="i1")  # reconnect: supersedes s
     assert s.closed
     assert s.superseded
     hub.close(s)  # the old stream's cleanup must not disconnect the new session

@@ -53,7 +53,11 @@ def test_invalid_settings(bad: dict[str, object]) -> None:
 
 def test_llm_control_process_prints_ready_and_stops_on_sigterm(tmp_path: Path) -> None:
     db = tmp_path / "run" / "control.db"
-    env = {**os.environ, "LLM_CONTROL_GRACE_PERIOD_S": "0.2"}
+    env = {
+        **os.environ,
+        "LLM_CONTROL_GRACE_PERIOD_S": "0.2",
+        "LLM_CONTROL_AUTH_TOKEN": "operator-token-0123456789",
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "control_service.main", "--port", "0", "--db", str(db)],
         cwd=REPO,

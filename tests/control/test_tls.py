@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from clients.gen.llmgateway.v1 import control_pb2, control_pb2_grpc
-from tests.control.conftest import start
+from tests.control.conftest import RawRouter, start
 
 
 def test_openssl_is_installed() -> None:
@@ -31,6 +31,8 @@ class Pki:
     server_key: Path
     client_cert: Path
     client_key: Path
+    operator_cert: Path
+    operator_key: Path
 
 
 def _run(*args: str, cwd: Path) -> None:
@@ -54,7 +56,26 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
          "-subj", "/CN=llmgateway test CA", cwd=d)  # fmt: skip
     _issue(d, "server", "localhost", "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
     _issue(d, "client", "router-1", "extendedKeyUsage=clientAuth\n")
-    return Pki(d / "ca.crt", d / "server.crt", d / "server.key", d / "client.crt", d / "client.key")
+    _issue(d, "operator", "ops-alice", "extendedKeyUsage=clientAuth\n")
+    return Pki(
+        d / "ca.crt",
+        d / "server.crt",
+        d / "server.key",
+        d / "client.crt",
+        d / "client.key",
+        d / "operator.crt",
+        d / "operator.key",
+    )
+
+
+def _client(pki: Pki, name: str) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(
+        root_certificates=pki.ca.read_bytes(),
+        private_key=(pki.operator_key if name == "operator" else pki.client_key).read_bytes(),
+        certificate_chain=(
+            pki.operator_cert if name == "operator" else pki.client_cert
+        ).read_bytes(),
+    )
 
 
 async def _get_state(port: int, creds: grpc.ChannelCredentials | None) -> int:
@@ -84,18 +105,39 @@ async def test_mtls_requires_a_client_certificate(pki: Pki, db: Path) -> None:
         tls_cert_file=pki.server_cert,
         tls_key_file=pki.server_key,
         tls_client_ca_file=pki.ca,
+        tls_operator_names=["ops-alice"],
     )
     try:
         ca = pki.ca.read_bytes()
         with pytest.raises(grpc.aio.AioRpcError) as exc:
             await _get_state(c.app.port, grpc.ssl_channel_credentials(root_certificates=ca))
         assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
-        creds = grpc.ssl_channel_credentials(
-            root_certificates=ca,
-            private_key=pki.client_key.read_bytes(),
-            certificate_chain=pki.client_cert.read_bytes(),
-        )
-        assert await _get_state(c.app.port, creds) == 1
+        # The certificate's name is the identity: ops-alice is an operator, router-1 a router
+        # (which may open its session and nothing else).
+        assert await _get_state(c.app.port, _client(pki, "operator")) == 1
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await _get_state(c.app.port, _client(pki, "router"))
+        assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        await c.close()
+
+
+async def test_mtls_certificate_name_binds_the_router_id(pki: Pki, db: Path) -> None:
+    c = await start(
+        db, tls_cert_file=pki.server_cert, tls_key_file=pki.server_key, tls_client_ca_file=pki.ca
+    )
+    try:
+        async with grpc.aio.secure_channel(
+            f"localhost:{c.app.port}", _client(pki, "router")
+        ) as channel:
+            stub = control_pb2_grpc.ControlServiceStub(channel)
+            other = RawRouter(stub, "router-2")
+            with pytest.raises(grpc.aio.AioRpcError) as exc:
+                await other.next_snapshot()
+            assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            own = RawRouter(stub, "router-1")
+            assert (await own.next_snapshot()).version == 1
+            own.close()
     finally:
         await c.close()
 

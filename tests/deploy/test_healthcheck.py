@@ -79,7 +79,13 @@ async def test_draining_router_is_unhealthy(router: Harness) -> None:
 
 
 async def test_control_service_is_healthy(tmp_path: Path) -> None:
-    settings = ControlSettings(host="127.0.0.1", port=0, db_path=tmp_path / "control.db")
+    # The gRPC health service stays open whatever the credentials (probes carry none).
+    settings = ControlSettings(
+        host="127.0.0.1",
+        port=0,
+        db_path=tmp_path / "control.db",
+        auth_token="operator-token-0123456789",
+    )
     app = await start_control(settings)
     try:
         result = await healthcheck("grpc", f"127.0.0.1:{app.port}", CONTROL_SERVICE)

@@ -958,14 +958,24 @@ class RouterHello(_message.Message):
     APPLIED_VERSION_FIELD_NUMBER: _builtins.int
     ADDRESS_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
+    INSTANCE_ID_FIELD_NUMBER: _builtins.int
     router_id: _builtins.str
-    """router_id is unique and stable across the router's restarts."""
+    """router_id is unique and stable across the router's restarts: 1-128 characters of
+    [A-Za-z0-9._:-], starting with a letter or digit (a pod name fits). A per-router credential
+    (token or client certificate) binds it: another id is PERMISSION_DENIED. While a session of
+    the same id is live (seen within the service's session_takeover_s) a second one is
+    ALREADY_EXISTS, unless it carries the same instance_id (a reconnect of the same process).
+    """
     applied_version: _builtins.int
     """applied_version is the version the router serves now (0 for the bootstrap config)."""
     address: _builtins.str
     """address is where the router serves memOS, for operators."""
     state: Global___RouterState.ValueType
     """state is the router's subscriber state when it connected."""
+    instance_id: _builtins.str
+    """instance_id is random per router process (at most 64 characters): a session with the
+    instance_id of the live one replaces it at once (the router reconnected); another waits.
+    """
     def __init__(
         self,
         *,
@@ -973,10 +983,11 @@ class RouterHello(_message.Message):
         applied_version: _builtins.int = ...,
         address: _builtins.str = ...,
         state: Global___RouterState.ValueType = ...,
+        instance_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "applied_version", b"applied_version", "router_id", b"router_id", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "applied_version", b"applied_version", "instance_id", b"instance_id", "router_id", b"router_id", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1131,7 +1142,7 @@ class RouterInfo(_message.Message):
     last_nack_version: _builtins.int
     """last_nack_version is the last version it refused (0 if none)."""
     last_nack_reason: _builtins.str
-    """last_nack_reason is why it refused it."""
+    """last_nack_reason is why it refused it (at most 1024 characters; longer ones are cut)."""
     @_builtins.property
     def connected_since(self) -> _timestamp_pb2.Timestamp:
         """connected_since is when the current (or last) session opened."""
@@ -1172,9 +1183,14 @@ class ChangeMeta(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
     actor: _builtins.str
-    """actor is the operator or component making the change."""
+    """actor is the operator or component making the change, at most 128 characters. With
+    credentials the audit log records the credential's identity as the actor and keeps this
+    name only as a note (evidence.actor_note); in insecure mode it is the actor.
+    """
     reason: _builtins.str
-    """reason is recorded in the audit log."""
+    """reason is recorded in the audit log: at most 1024 characters (so snapshots stay far below
+    the routers' receive limit and the audit log readable).
+    """
     expected_version: _builtins.int
     """expected_version, when non-zero, must equal the current version (compare-and-set)."""
     def __init__(
