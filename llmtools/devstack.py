@@ -75,7 +75,6 @@ def main() -> None:
         control_args = ("control_service.main", "--port", str(control_port), "--db", str(db))
         sup.start(ChildSpec("control service", control_args, control_port, dict(env)))
         env.setdefault("LLM_ROUTER_CONTROL_ADDRESS", f"127.0.0.1:{control_port}")
-        env.setdefault("LLM_ROUTER_ROUTER_ID", "router-1")
         env.setdefault(
             "LLM_ROUTER_CONFIG_CACHE_PATH",
             str(run_dir / f"router-{env['LLM_ROUTER_ROUTER_ID']}.snapshot"),

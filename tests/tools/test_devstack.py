@@ -64,6 +64,12 @@ class Stack:
             return {}
         return data
 
+    @property
+    def auth(self) -> tuple[tuple[str, str], ...]:
+        """The operator token make run generated (the file llmctl reads by default)."""
+        token = (self.run_dir / "llmctl.token").read_text().strip()
+        return (("authorization", f"Bearer {token}"),)
+
     def pid(self, name: str) -> int | None:
         entry = self.children().get(name)
         return None if entry is None else entry["pid"]
@@ -105,11 +111,11 @@ def _devstack(tmp_path: Path) -> Iterator[Stack]:
                 proc.wait()
 
 
-def _control_version(address: str) -> int | None:
-    with grpc.insecure_channel(address) as channel:
+def _control_version(stack: Stack) -> int | None:
+    with grpc.insecure_channel(stack.control) as channel:
         try:
             state = control_pb2_grpc.ControlServiceStub(channel).GetState(
-                control_pb2.GetStateRequest(), timeout=2
+                control_pb2.GetStateRequest(), timeout=2, metadata=stack.auth
             )
         except grpc.RpcError:
             return None
@@ -145,8 +151,9 @@ def test_kill_9_of_the_control_service_leaves_generate_answering(tmp_path: Path)
                     meta=control_pb2.ChangeMeta(actor="test", reason="state to keep")
                 ),
                 timeout=5,
+                metadata=stack.auth,
             )
-        before = _control_version(stack.control)
+        before = _control_version(stack)
         assert before is not None
         old_pid = stack.pid("control service")
         assert old_pid is not None
@@ -163,16 +170,16 @@ def test_kill_9_of_the_control_service_leaves_generate_answering(tmp_path: Path)
                 20,
                 "the control service to be restarted",
             )
-            _wait(lambda: _control_version(stack.control) is not None, 20, "control to answer")
+            _wait(lambda: _control_version(stack) is not None, 20, "control to answer")
             _wait(lambda: load.ok >= answered_at_kill + 5, 20, "answers after the restart")
         finally:
             load.stop.set()
             worker.join(timeout=15)
         assert load.errors == []  # not one call failed while control was down
-        assert _control_version(stack.control) == before  # its state came back with it
+        assert _control_version(stack) == before  # its state came back with it
         with grpc.insecure_channel(stack.control) as channel:
             state = control_pb2_grpc.ControlServiceStub(channel).GetState(
-                control_pb2.GetStateRequest(), timeout=5
+                control_pb2.GetStateRequest(), timeout=5, metadata=stack.auth
             )
         assert state.snapshot.migration.status_reason == "state to keep"
         assert stack.children()["control service"]["restarts"] == 1
