@@ -30,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from llmcore.notify import ChangeNotifier
+
 
 class IdInUse(Exception):
     """A live session holds the router id (ALREADY_EXISTS for the newcomer)."""
@@ -37,8 +39,6 @@ class IdInUse(Exception):
 
 class HubFull(Exception):
     """``max_routers`` connected routers: no room for another id (RESOURCE_EXHAUSTED)."""
-
-from llmcore.notify import ChangeNotifier
 
 
 class RouterView(enum.Enum):
