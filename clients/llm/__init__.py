@@ -12,6 +12,8 @@ async with RouterClient("127.0.0.1:50051") as client:
 ```
 
 Failures raise :class:`RouterError` subclasses decoded from the router's rich error status.
+:class:`ControlClient` is the control service's operator client; its failures are
+:class:`ControlError` subclasses (``VersionConflict``, ``IllegalTransition``, ...).
 :class:`SyncRouterClient` is the blocking twin for scripts. ``clients.llm.testing`` holds a fake
 router for tests.
 """
@@ -19,7 +21,18 @@ router for tests.
 from clients.llm._async_client import RouterClient
 from clients.llm._async_stream import GenerateStream
 from clients.llm._channel import DEFAULT_CHANNEL_OPTIONS
-from clients.llm._control_client import DEFAULT_CONTROL_TIMEOUT, ControlClient
+from clients.llm._control_client import DEFAULT_CONTROL_TIMEOUT, ChangeArgs, ControlClient
+from clients.llm._control_errors import (
+    ControlError,
+    ControlTimeout,
+    ControlUnavailable,
+    IllegalTransition,
+    InvalidArgument,
+    NotAuthorised,
+    PreconditionFailed,
+    VersionConflict,
+    map_control_error,
+)
 from clients.llm._convert import MessageLike
 from clients.llm._enums import (
     ErrorCode,
@@ -67,7 +80,11 @@ __all__ = [
     "ERROR_DOMAIN",
     "REQUEST_ID_METADATA_KEY",
     "CallOptions",
+    "ChangeArgs",
     "ControlClient",
+    "ControlError",
+    "ControlTimeout",
+    "ControlUnavailable",
     "EmbedResult",
     "EmbeddingServiceError",
     "ErrorCode",
@@ -75,6 +92,8 @@ __all__ = [
     "GenerateEvent",
     "GenerateResult",
     "GenerateStream",
+    "IllegalTransition",
+    "InvalidArgument",
     "InvalidRequestError",
     "LLMInvalidResponseError",
     "LLMTimeoutError",
@@ -82,7 +101,9 @@ __all__ = [
     "Message",
     "MessageLike",
     "ModelNotFoundError",
+    "NotAuthorised",
     "OverloadedError",
+    "PreconditionFailed",
     "Provider",
     "ProviderLike",
     "RequestCancelledError",
@@ -100,5 +121,7 @@ __all__ = [
     "TextChunk",
     "Timings",
     "Usage",
+    "VersionConflict",
+    "map_control_error",
     "map_rpc_error",
 ]

@@ -3,23 +3,43 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self, TypedDict, Unpack
 
 import grpc
 import grpc.aio
 from google.protobuf import field_mask_pb2
+from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.message import Message
 
 from clients.gen.llmgateway.v1 import common_pb2, control_pb2, control_pb2_grpc
 from clients.llm._channel import ChannelOption, channel_options
+from clients.llm._control_errors import map_control_error
 from clients.llm._convert import new_request_id
-from clients.llm._errors import map_rpc_error
-from clients.llm._options import CallOptions, ClientDefaults
+from clients.llm._options import CallOptions, ClientDefaults, ResolvedCallOptions
 
 DEFAULT_CONTROL_TIMEOUT = 10.0
 """Seconds a control call may take unless the client or the call says otherwise."""
 
-_Response = TypeVar("_Response")
+SERVICE = control_pb2.DESCRIPTOR.services_by_name["ControlService"]
+# The router's stream, not an operator call: routers use their own session client.
+ROUTER_ONLY_RPCS = frozenset({"RouterSession"})
+_METHODS: dict[str, MethodDescriptor] = {m.name: m for m in SERVICE.methods}
+_RPC_BY_INPUT: dict[str, str] = {m.input_type.full_name: m.name for m in SERVICE.methods}
+
+
+class ChangeArgs(TypedDict, total=False):
+    """The keyword arguments every mutating verb takes (its ``ChangeMeta`` and call options)."""
+
+    actor: str
+    """Who (the audit log's actor)."""
+    reason: str
+    """Why (recorded in the audit log)."""
+    expected_version: int
+    """Compare-and-set: non-zero fails the call (VersionConflict) unless still at this version."""
+    options: CallOptions | None
+    """Timeout, metadata (an ``authorization`` entry replaces the client's token), ..."""
 
 
 class ControlClient:
@@ -27,11 +47,12 @@ class ControlClient:
 
     ``token`` is sent as ``authorization: Bearer <token>`` on every call (mutating RPCs need it
     when the service has an operator token). Mutating methods take the ``ChangeMeta`` fields as
-    keyword arguments: ``expected_version`` non-zero makes the call a compare-and-set. Methods
-    return the response's ``ConfigSnapshot`` (or the whole response for reads); failures raise
-    :class:`clients.llm.RouterError` subclasses whose ``status_code`` says what happened
-    (FAILED_PRECONDITION: illegal transition, ABORTED: version conflict, INVALID_ARGUMENT with
-    ``field_violations``, UNAUTHENTICATED / PERMISSION_DENIED: the token).
+    keyword arguments (:class:`ChangeArgs`): ``expected_version`` non-zero makes the call a
+    compare-and-set. Methods return the response's ``ConfigSnapshot`` (or the whole response
+    for reads); every unary RPC goes through :meth:`call`. Failures raise
+    :class:`clients.llm.ControlError` subclasses: InvalidArgument (with ``field_violations``),
+    IllegalTransition, PreconditionFailed, VersionConflict, NotAuthorised, ControlUnavailable,
+    ControlTimeout (all of them RouterErrors, whose ``status_code`` says the gRPC status).
     """
 
     def __init__(
@@ -97,22 +118,47 @@ class ControlClient:
     ) -> None:
         await self.close()
 
-    async def _unary(
-        self,
-        method: Callable[..., Awaitable[_Response]],
-        request: object,
-        options: CallOptions | None,
-    ) -> _Response:
-        resolved = self._defaults.resolve(options, new_request_id())
+    async def call(self, rpc: str, request: Message, options: CallOptions | None = None) -> Message:
+        """The one path every unary RPC takes: ``rpc`` by its proto name (``"Promote"``), the
+        client's defaults merged with ``options`` (a call's ``authorization`` metadata replaces
+        the client's token), failures as :class:`ControlError` subclasses."""
+        method = _METHODS[rpc]
+        if request.DESCRIPTOR.full_name != method.input_type.full_name:
+            raise TypeError(f"{rpc} takes {method.input_type.name}, not {request.DESCRIPTOR.name}")
+        resolved = self._resolve(options)
+        stub_method: Callable[..., Awaitable[Message]] = getattr(self._stub, rpc)
         try:
-            return await method(
+            return await stub_method(
                 request,
                 timeout=resolved.timeout,
                 metadata=resolved.metadata,
                 wait_for_ready=resolved.wait_for_ready,
             )
         except grpc.aio.AioRpcError as exc:
-            raise map_rpc_error(exc) from exc
+            raise map_control_error(exc) from exc
+
+    def _resolve(self, options: CallOptions | None) -> ResolvedCallOptions:
+        defaults = self._defaults
+        if options is not None and any(k.lower() == "authorization" for k, _ in options.metadata):
+            kept = [(k, v) for k, v in defaults.metadata if k.lower() != "authorization"]
+            defaults = replace(defaults, metadata=tuple(kept))
+        return defaults.resolve(options, new_request_id())
+
+    async def _read(self, rpc: str, request: Message, options: CallOptions | None) -> Any:
+        return await self.call(rpc, request, options)
+
+    async def _change(self, request: Message, change: ChangeArgs) -> control_pb2.ConfigSnapshot:
+        """A mutating RPC: ``change``'s ChangeMeta fields into ``request.meta``; the snapshot the
+        service accepted."""
+        meta = control_pb2.ChangeMeta(
+            actor=change.get("actor", ""),
+            reason=change.get("reason", ""),
+            expected_version=change.get("expected_version", 0),
+        )
+        request.meta.CopyFrom(meta)  # type: ignore[attr-defined]
+        rpc = _RPC_BY_INPUT[request.DESCRIPTOR.full_name]
+        response = await self.call(rpc, request, change.get("options"))
+        return response.snapshot  # type: ignore[attr-defined,no-any-return]
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -120,36 +166,28 @@ class ControlClient:
         self, *, options: CallOptions | None = None
     ) -> control_pb2.GetStateResponse:
         """The current snapshot and every router the service has seen (``GetState``)."""
-        return await self._unary(self._stub.GetState, control_pb2.GetStateRequest(), options)
+        return await self._read("GetState", control_pb2.GetStateRequest(), options)  # type: ignore[no-any-return]
 
     async def list_events(
-        self,
-        *,
-        page_size: int = 0,
-        before_version: int = 0,
-        options: CallOptions | None = None,
+        self, *, page_size: int = 0, before_version: int = 0, options: CallOptions | None = None
     ) -> control_pb2.ListEventsResponse:
         """One page of the audit log, newest first (``ListEvents``; 0 page size means 50)."""
         request = control_pb2.ListEventsRequest(page_size=page_size, before_version=before_version)
-        return await self._unary(self._stub.ListEvents, request, options)
+        return await self._read("ListEvents", request, options)  # type: ignore[no-any-return]
 
     async def get_health(
         self, *, options: CallOptions | None = None
     ) -> control_pb2.GetHealthResponse:
         """The aggregate health of the store, the routers and the engines (``GetHealth``)."""
-        return await self._unary(self._stub.GetHealth, control_pb2.GetHealthRequest(), options)
+        return await self._read("GetHealth", control_pb2.GetHealthRequest(), options)  # type: ignore[no-any-return]
 
     async def get_shadow_report(
-        self,
-        *,
-        window_seconds: int = 0,
-        worst: int = 0,
-        options: CallOptions | None = None,
+        self, *, window_seconds: int = 0, worst: int = 0, options: CallOptions | None = None
     ) -> control_pb2.GetShadowReportResponse:
         """Shadow comparisons per task and model, the worst pairs and the shadow error rate
         (``GetShadowReport``; window 0: everything retained, worst 0: the default of 10)."""
         request = control_pb2.GetShadowReportRequest(window_seconds=window_seconds, worst=worst)
-        return await self._unary(self._stub.GetShadowReport, request, options)
+        return await self._read("GetShadowReport", request, options)  # type: ignore[no-any-return]
 
     async def evaluate_go_no_go(
         self, *, run_golden: bool = False, options: CallOptions | None = None
@@ -158,137 +196,72 @@ class ControlClient:
         (``EvaluateGoNoGo``); ``run_golden`` runs the golden queries first (slow: give the call
         a longer timeout)."""
         request = control_pb2.EvaluateGoNoGoRequest(run_golden=run_golden)
-        return await self._unary(self._stub.EvaluateGoNoGo, request, options)
+        return await self._read("EvaluateGoNoGo", request, options)  # type: ignore[no-any-return]
 
-    # --- operator verbs -----------------------------------------------------------------------
+    # --- operator verbs: keyword arguments are ChangeArgs (actor, reason, expected_version:
+    # non-zero makes the call a compare-and-set, options) ---------------------------------------
 
     async def promote(
-        self,
-        *,
-        full: bool = False,
-        force: bool = False,
-        actor: str = "",
-        reason: str = "",
-        expected_version: int = 0,
-        options: CallOptions | None = None,
+        self, *, full: bool = False, force: bool = False, **change: Unpack[ChangeArgs]
     ) -> control_pb2.ConfigSnapshot:
         """One step forward, or straight to PHASE_PRIMARY with ``full`` (``Promote``). The step
         into PRIMARY needs the go/no-go gate to say GO, or ``force`` with a ``reason``."""
-        request = control_pb2.PromoteRequest(
-            meta=_meta(actor, reason, expected_version), full=full, force=force
-        )
-        return (await self._unary(self._stub.Promote, request, options)).snapshot
+        return await self._change(control_pb2.PromoteRequest(full=full, force=force), change)
 
     async def set_weight(
-        self,
-        weight_percent: int,
-        *,
-        actor: str = "",
-        reason: str = "",
-        expected_version: int = 0,
-        options: CallOptions | None = None,
+        self, weight_percent: int, **change: Unpack[ChangeArgs]
     ) -> control_pb2.ConfigSnapshot:
         """The vLLM share of PHASE_SPLIT, 1..99 (``SetWeight``)."""
-        request = control_pb2.SetWeightRequest(
-            meta=_meta(actor, reason, expected_version), weight_percent=weight_percent
-        )
-        return (await self._unary(self._stub.SetWeight, request, options)).snapshot
+        request = control_pb2.SetWeightRequest(weight_percent=weight_percent)
+        return await self._change(request, change)
 
-    async def pause(
-        self,
-        *,
-        actor: str = "",
-        reason: str = "",
-        expected_version: int = 0,
-        options: CallOptions | None = None,
-    ) -> control_pb2.ConfigSnapshot:
+    async def pause(self, **change: Unpack[ChangeArgs]) -> control_pb2.ConfigSnapshot:
         """Freezes the migration (``Pause``)."""
-        request = control_pb2.PauseRequest(meta=_meta(actor, reason, expected_version))
-        return (await self._unary(self._stub.Pause, request, options)).snapshot
+        return await self._change(control_pb2.PauseRequest(), change)
 
-    async def resume(
-        self,
-        *,
-        actor: str = "",
-        reason: str = "",
-        expected_version: int = 0,
-        options: CallOptions | None = None,
-    ) -> control_pb2.ConfigSnapshot:
+    async def resume(self, **change: Unpack[ChangeArgs]) -> control_pb2.ConfigSnapshot:
         """Lifts a pause (``Resume``)."""
-        request = control_pb2.ResumeRequest(meta=_meta(actor, reason, expected_version))
-        return (await self._unary(self._stub.Resume, request, options)).snapshot
+        return await self._change(control_pb2.ResumeRequest(), change)
 
-    async def abort(
-        self,
-        *,
-        actor: str = "",
-        reason: str = "",
-        expected_version: int = 0,
-        options: CallOptions | None = None,
-    ) -> control_pb2.ConfigSnapshot:
+    async def abort(self, **change: Unpack[ChangeArgs]) -> control_pb2.ConfigSnapshot:
         """Sends all traffic to Ollama until retried (``Abort``)."""
-        request = control_pb2.AbortRequest(meta=_meta(actor, reason, expected_version))
-        return (await self._unary(self._stub.Abort, request, options)).snapshot
+        return await self._change(control_pb2.AbortRequest(), change)
 
-    async def retry(
-        self,
-        *,
-        actor: str = "",
-        reason: str = "",
-        expected_version: int = 0,
-        options: CallOptions | None = None,
-    ) -> control_pb2.ConfigSnapshot:
+    async def retry(self, **change: Unpack[ChangeArgs]) -> control_pb2.ConfigSnapshot:
         """Leaves ABORTED for the phase and weight that were aborted (``Retry``)."""
-        request = control_pb2.RetryRequest(meta=_meta(actor, reason, expected_version))
-        return (await self._unary(self._stub.Retry, request, options)).snapshot
+        return await self._change(control_pb2.RetryRequest(), change)
 
     async def undo(
         self,
         *,
         to_phase: control_pb2.Phase.ValueType = control_pb2.PHASE_UNSPECIFIED,
-        actor: str = "",
-        reason: str = "",
-        expected_version: int = 0,
-        options: CallOptions | None = None,
+        **change: Unpack[ChangeArgs],
     ) -> control_pb2.ConfigSnapshot:
         """One step back, or back to ``to_phase`` (``Undo``)."""
-        request = control_pb2.UndoRequest(
-            meta=_meta(actor, reason, expected_version), to_phase=to_phase
-        )
-        return (await self._unary(self._stub.Undo, request, options)).snapshot
+        return await self._change(control_pb2.UndoRequest(to_phase=to_phase), change)
 
     async def update_flags(
-        self,
-        flags: control_pb2.Flags,
-        paths: Sequence[str],
-        *,
-        actor: str = "",
-        reason: str = "",
-        expected_version: int = 0,
-        options: CallOptions | None = None,
+        self, flags: control_pb2.Flags, paths: Sequence[str], **change: Unpack[ChangeArgs]
     ) -> control_pb2.ConfigSnapshot:
         """Sets the ``Flags`` fields named by ``paths`` (e.g. ``rollback.error_rate``) to their
         values in ``flags`` (``UpdateFlags``)."""
-        request = control_pb2.UpdateFlagsRequest(
-            meta=_meta(actor, reason, expected_version),
-            flags=flags,
-            update_mask=field_mask_pb2.FieldMask(paths=list(paths)),
-        )
-        return (await self._unary(self._stub.UpdateFlags, request, options)).snapshot
+        mask = field_mask_pb2.FieldMask(paths=list(paths))
+        request = control_pb2.UpdateFlagsRequest(flags=flags, update_mask=mask)
+        return await self._change(request, change)
 
     # --- GPU telemetry and model selection ----------------------------------------------------
 
     async def get_gpu_status(self, *, options: CallOptions | None = None) -> control_pb2.GpuStatus:
         """The latest GPU telemetry sample, or why there is none (``GetGpuStatus``)."""
         request = control_pb2.GetGpuStatusRequest()
-        return (await self._unary(self._stub.GetGpuStatus, request, options)).status
+        return (await self._read("GetGpuStatus", request, options)).status  # type: ignore[no-any-return]
 
     async def watch_gpu_status(
         self, *, options: CallOptions | None = None
     ) -> AsyncIterator[control_pb2.GpuStatus]:
         """The latest sample, then one per poll, until the caller stops iterating
         (``WatchGpuStatus``). No deadline unless ``options.timeout`` sets one."""
-        resolved = self._defaults.resolve(options, new_request_id())
+        resolved = self._resolve(options)
         timeout = options.timeout if options is not None else None
         call = self._stub.WatchGpuStatus(
             control_pb2.WatchGpuStatusRequest(),
@@ -300,7 +273,7 @@ class ControlClient:
             async for response in call:
                 yield response.status
         except grpc.aio.AioRpcError as exc:
-            raise map_rpc_error(exc) from exc
+            raise map_control_error(exc) from exc
         finally:
             call.cancel()
 
@@ -320,7 +293,7 @@ class ControlClient:
         )
         if budget_bytes is not None:
             request.budget_bytes = budget_bytes
-        return await self._unary(self._stub.SelectModel, request, options)
+        return await self._read("SelectModel", request, options)  # type: ignore[no-any-return]
 
     async def set_task_model(
         self,
@@ -328,21 +301,12 @@ class ControlClient:
         model: str,
         *,
         force: bool = False,
-        actor: str = "",
-        reason: str = "",
-        expected_version: int = 0,
-        options: CallOptions | None = None,
+        **change: Unpack[ChangeArgs],
     ) -> control_pb2.ConfigSnapshot:
         """Assigns ``model`` to ``task`` (``SetTaskModel``); a model that cannot fit on the GPU
         fails with FAILED_PRECONDITION unless ``force`` (which needs a ``reason``)."""
-        request = control_pb2.SetTaskModelRequest(
-            meta=_meta(actor, reason, expected_version), task=task, model=model, force=force
-        )
-        return (await self._unary(self._stub.SetTaskModel, request, options)).snapshot
-
-
-def _meta(actor: str, reason: str, expected_version: int) -> control_pb2.ChangeMeta:
-    return control_pb2.ChangeMeta(actor=actor, reason=reason, expected_version=expected_version)
+        request = control_pb2.SetTaskModelRequest(task=task, model=model, force=force)
+        return await self._change(request, change)
 
 
 def _defaults(

@@ -152,8 +152,8 @@ def map_rpc_error(
     The class comes from the ``ErrorInfo`` code when the router sent one it knows, else from the
     status code. ``request_id`` is used when the status does not name one.
     """
-    status_code, message = _code_and_message(exc)
-    details = _decode_details(exc)
+    status_code, message = code_and_message(exc)
+    details = decode_details(exc)
     info = next((d for d in details if isinstance(d, error_details_pb2.ErrorInfo)), None)
     bad_request = next((d for d in details if isinstance(d, error_details_pb2.BadRequest)), None)
     retry = next((d for d in details if isinstance(d, error_details_pb2.RetryInfo)), None)
@@ -186,7 +186,7 @@ def map_rpc_error(
     )
 
 
-def _code_and_message(exc: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
+def code_and_message(exc: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
     # A bare grpc.RpcError (not a grpc.Call) has no code(); grpc itself never raises one from a
     # call, but a test double or interceptor might.
     code_fn = getattr(exc, "code", None)
@@ -204,7 +204,7 @@ _DetailMessage: TypeAlias = (
 )
 
 
-def _decode_details(exc: grpc.RpcError) -> list[_DetailMessage]:
+def decode_details(exc: grpc.RpcError) -> list[_DetailMessage]:
     """The rich-status details the client understands; [] when there are none or they are bad."""
     if not callable(getattr(exc, "trailing_metadata", None)):
         return []
