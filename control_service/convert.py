@@ -13,6 +13,7 @@ from google.protobuf import field_mask_pb2, timestamp_pb2
 from clients.gen.llmgateway.v1 import common_pb2, control_pb2
 from control_service import stats_windows as sw
 from control_service.errors import FieldViolation, InvalidChange
+from control_service.evaluation_flags import ShadowSemantic
 from control_service.hub import RouterRecord, RouterView
 from control_service.rollback import gate
 from control_service.state import (
@@ -29,6 +30,7 @@ from control_service.state import (
     Snapshot,
     StreamTimeoutOverride,
 )
+from llmcore.shadowing import mirroring
 from llmcore.vocabulary import ProviderName, TaskName
 
 PROVIDER_TO_PROTO: dict[ProviderName | None, common_pb2.Provider.ValueType] = {
@@ -129,6 +131,14 @@ def flags_to_proto(f: Flags) -> control_pb2.Flags:
             for o in f.stream_timeouts
         ],
         continuation_disabled=f.continuation_disabled,
+        shadow_semantic=control_pb2.ShadowSemantic(
+            sample_rate=f.shadow_semantic.sample_rate,
+            model=f.shadow_semantic.model,
+            provider=PROVIDER_TO_PROTO[f.shadow_semantic.provider],
+            max_concurrency=f.shadow_semantic.max_concurrency,
+            queue_size=f.shadow_semantic.queue_size,
+            timeout_ms=f.shadow_semantic.timeout_ms,
+        ),
         rollback=control_pb2.RollbackThresholds(
             error_rate=r.error_rate,
             latency_p95_ms=r.latency_p95_ms,
@@ -192,6 +202,12 @@ def snapshot_to_proto(s: Snapshot) -> control_pb2.ConfigSnapshot:
         catalog=catalog_to_proto(s.state.catalog),
         vllm_traffic_percent=s.state.migration.vllm_traffic_percent,
         created_at=timestamp(s.created_at),
+        mirroring=mirroring(
+            s.state.migration.phase.name,
+            shadow_enabled=s.state.flags.shadow_enabled,
+            shadow_during_split=s.state.flags.shadow_during_split,
+            has_shadow_provider=s.state.flags.shadow_provider is not None,
+        ),
     )
 
 
@@ -299,6 +315,14 @@ def flags_from_proto(msg: control_pb2.Flags) -> Flags:
             for i, o in enumerate(msg.stream_timeouts)
         ),
         continuation_disabled=msg.continuation_disabled,
+        shadow_semantic=ShadowSemantic(
+            sample_rate=msg.shadow_semantic.sample_rate,
+            model=msg.shadow_semantic.model,
+            provider=_provider(msg.shadow_semantic.provider, "flags.shadow_semantic.provider", bad),
+            max_concurrency=msg.shadow_semantic.max_concurrency,
+            queue_size=msg.shadow_semantic.queue_size,
+            timeout_ms=msg.shadow_semantic.timeout_ms,
+        ),
         rollback=RollbackThresholds(
             error_rate=r.error_rate,
             latency_p95_ms=r.latency_p95_ms,

@@ -297,7 +297,9 @@ class ControlServicer:
                 bad.append(FieldViolation("worst", f"must be in [0, {MAX_SHADOW_WORST}]"))
             if bad:
                 raise InvalidChange(bad)
-            return self._shadow.report(request.window_seconds, request.worst or DEFAULT_WORST)
+            return self._shadow.report(
+                request.window_seconds, request.worst or DEFAULT_WORST, request.by_episode
+            )
 
         return await self._call(context, run)
 

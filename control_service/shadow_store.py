@@ -110,7 +110,7 @@ class ShadowStore:
             self._drops.popleft()
 
     def report(
-        self, window_s: float = 0.0, worst: int = DEFAULT_WORST
+        self, window_s: float = 0.0, worst: int = DEFAULT_WORST, by_episode: bool = False
     ) -> control_pb2.GetShadowReportResponse:
         """Comparisons of the last ``window_s`` seconds (0: everything retained)."""
         now = self._clock()
@@ -133,6 +133,8 @@ class ShadowStore:
         # Lowest similarity first; among equals, the latest (stable sort over arrival order).
         ranked = sorted(reversed(both), key=lambda m: m.text_similarity)
         out.worst_pairs.extend(ranked[:worst])
+        if by_episode:
+            out.episodes.extend(episodes(pairs))
         return out
 
 
@@ -152,6 +154,9 @@ def _group(
 ) -> control_pb2.ShadowGroupReport:
     both = [m for m in msgs if m.primary_ok and m.shadow_ok]
     similarity = [m.text_similarity for m in both]
+    semantic = [m.embedding_cosine for m in both if m.HasField("embedding_cosine")]
+    jsons = [m for m in both if m.HasField("json_equal")]
+    fields = [m.json_field_agreement for m in jsons if m.HasField("json_field_agreement")]
     return control_pb2.ShadowGroupReport(
         task=common_pb2.Task.ValueType(key[0]),
         model=key[1],
@@ -167,7 +172,44 @@ def _group(
         similarity_p50=quantile(similarity, 50),
         similarity_p90=quantile(similarity, 90),
         length_ratio_p50=_p50(m.length_ratio for m in both),
-        embedding_cosine_p50=_p50(
-            m.embedding_cosine for m in both if m.HasField("embedding_cosine")
-        ),
+        embedding_cosine_p50=_p50(semantic),
+        embedding_cosine_p10=quantile(semantic, 0.1),
+        semantic_pairs=len(semantic),
+        semantic_dropped=sum(1 for m in msgs if m.semantic_dropped),
+        json_pairs=len(jsons),
+        json_field_agreement_mean=sum(fields) / len(fields) if fields else 0.0,
+        json_equal_rate=_rate(jsons, lambda m: m.json_equal),
     )
+
+
+MAX_EPISODES = 100
+
+
+def episodes(
+    msgs: Iterable[control_pb2.ShadowComparison],
+) -> list[control_pb2.ShadowEpisodeReport]:
+    """Pairs grouped by episode (routing key), worst first: by the lowest semantic similarity
+    of the episode when it has one, else by its lowest text similarity."""
+    by_key: dict[str, list[control_pb2.ShadowComparison]] = {}
+    for m in msgs:
+        by_key.setdefault(m.routing_key or m.request_id, []).append(m)
+    out: list[control_pb2.ShadowEpisodeReport] = []
+    for key, group in by_key.items():
+        both = [m for m in group if m.primary_ok and m.shadow_ok]
+        sem = [m.embedding_cosine for m in both if m.HasField("embedding_cosine")]
+        tasks: list[common_pb2.Task.ValueType] = []
+        for m in group:
+            if m.task not in tasks:
+                tasks.append(m.task)
+        ep = control_pb2.ShadowEpisodeReport(
+            routing_key=key,
+            pairs=len(group),
+            shadow_failures=sum(1 for m in group if not m.shadow_ok),
+            similarity_min=min((m.text_similarity for m in both), default=0.0),
+            tasks=tasks,
+        )
+        if sem:
+            ep.semantic_min = min(sem)
+        out.append(ep)
+    out.sort(key=lambda e: e.semantic_min if e.HasField("semantic_min") else e.similarity_min)
+    return out[:MAX_EPISODES]

@@ -13,6 +13,7 @@ import itertools
 import math
 
 from control_service.errors import FieldViolation, InvalidChange
+from control_service.evaluation_flags import validate_semantic
 from control_service.state import (
     COMPONENT_TASKS,
     ROLLBACK_RULES,
@@ -95,6 +96,7 @@ def validate_flags(flags: Flags, catalog: Catalog) -> list[FieldViolation]:
                 FieldViolation("flags.shadow_sample_rate", "must be above 0 when shadow_enabled")
             )
     _in_range(out, "flags.shadow_sample_rate", flags.shadow_sample_rate, 0.0, 1.0)
+    out += validate_semantic(flags.shadow_semantic, catalog)
     seen: set[str] = set()
     for i, (model, prefix) in enumerate(flags.prompt_policies):
         path = f"flags.prompt_policies[{i}]"

@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmsim._faults import Faults
+from llmsim._meaning import concept_embed
+from llmsim._textgen import embed
 
 __all__ = [
     "DEFAULT_OLLAMA_MODELS",
@@ -319,9 +321,23 @@ class SimConfig(BaseModel):
     prompt_tokens_details: bool = True
 
     faults: Faults = Field(default_factory=lambda: Faults())
+    # Meaning (llmsim._meaning, docs/simulator.md): "words" answers are seeded word salad;
+    # "concepts" answers mean what the prompt asks (the same on both engines) in this engine's
+    # own words (faults.unrelated_answers makes them mean something else). "hash" embeddings
+    # carry no meaning; "concepts" embeddings do, and agree across engines unless skewed.
+    answer_mode: Literal["words", "concepts"] = "words"
+    embedding_mode: Literal["hash", "concepts"] = "hash"
+    embedding_skew: float = Field(default=0.0, ge=0, le=1)
     engine_version: str | None = None
     request_log_size: int = Field(default=200, ge=0)
     shutdown_grace_s: float = Field(default=0.2, ge=0)
+
+    def embed(self, model: str, text: str, dim: int) -> list[float]:
+        """The embedding of ``text`` by ``model`` under this config's embedding mode."""
+        if self.embedding_mode == "concepts":
+            skew_key = f"{self.flavor.value}:{model}"
+            return concept_embed(text, dim, skew=self.embedding_skew, skew_key=skew_key)
+        return embed(model, text, dim)
 
     def timing(self) -> Timing:
         base = PROFILES[self.profile]

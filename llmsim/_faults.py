@@ -38,6 +38,9 @@ class Faults(BaseModel):
     # When > 0, ``refuse_connections`` clears itself after this long (the admin endpoint shares
     # the refused port, so this is the only way to undo it over HTTP).
     refuse_connections_ms: float = Field(default=0.0, ge=0.0)
+    # With answer_mode "concepts": answers mean something other than what the prompt asks,
+    # in the same fluent form (a "wrong but plausible" engine, llmsim._meaning).
+    unrelated_answers: bool = False
 
     _listeners: list[Callable[[str], None]] = PrivateAttr(default_factory=list)
 

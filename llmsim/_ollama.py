@@ -20,7 +20,6 @@ from llmsim._ollama_format import OllamaErrors, OllamaFormat, ollama_error
 from llmsim._state import SimContext
 from llmsim._textgen import (
     count_tokens,
-    embed,
     plan_output,
     render_chat,
     tokenize,
@@ -257,6 +256,8 @@ class OllamaApi:
             stop=[stop] if isinstance(stop, str) else [s for s in stop if isinstance(s, str)],
             temperature=_num(opts.get("temperature")),
             top_p=_num(opts.get("top_p")),
+            concept_answers=self.ctx.config.answer_mode == "concepts",
+            unrelated=self.ctx.faults.unrelated_answers,
         )
         prompt_tokens = tokenize(prompt)
         fmt = OllamaFormat(
@@ -331,7 +332,7 @@ class OllamaApi:
             return done
         dims = body.get("dimensions")
         name, dim = canonical_name(model), eng.spec.embedding_dim
-        vectors = [embed(name, t, dim) for t in texts]
+        vectors = [self.ctx.config.embed(name, t, dim) for t in texts]
         if isinstance(dims, int) and not isinstance(dims, bool):
             vectors = [truncate_dims(v, dims) for v in vectors]
         out: dict[str, Any] = {"model": model, "embeddings": vectors}
@@ -354,7 +355,7 @@ class OllamaApi:
         done = await self._prefill(request, log, eng, plan, n_tokens, body.get("keep_alive"))
         if not isinstance(done, GenResult):
             return done
-        vec = embed(canonical_name(body["model"]), prompt, eng.spec.embedding_dim)
+        vec = self.ctx.config.embed(canonical_name(body["model"]), prompt, eng.spec.embedding_dim)
         return json_response({"embedding": vec})
 
     async def _prefill(

@@ -18,6 +18,8 @@ from typing import Any
 
 import orjson
 
+from llmsim._meaning import concept_tokens
+
 __all__ = [
     "apply_stop",
     "completion_seed",
@@ -211,10 +213,13 @@ def plan_output(
     stop: Sequence[str] = (),
     temperature: float | None = None,
     top_p: float | None = None,
+    concept_answers: bool = False,
+    unrelated: bool = False,
 ) -> tuple[list[str], str, str | None]:
     """Decide the answer: (tokens, finish_reason "stop"/"length", matched stop string or None).
 
-    Temperature 0 is greedy decoding, so the seed does not matter then.
+    Temperature 0 is greedy decoding, so the seed does not matter then. ``concept_answers``
+    words the prompt's meaning instead (``llmsim._meaning``; ``unrelated``: another meaning).
     """
     seed_int = completion_seed(model, 0 if temperature == 0 else seed, prompt)
     natural = max(natural_length(seed_int, base_len, jitter), min_tokens)
@@ -224,7 +229,11 @@ def plan_output(
         n, finish = max_tokens, "length"
     else:
         n, finish = natural, "stop"
-    toks = generate_tokens(seed_int, n, top_p)
+    if concept_answers:
+        wording_seed = 0 if temperature == 0 else seed
+        toks = concept_tokens(prompt, model, wording_seed, n, unrelated=unrelated)
+    else:
+        toks = generate_tokens(seed_int, n, top_p)
     if stop:
         cut, matched = apply_stop(toks, stop)
         if matched is not None:

@@ -16,7 +16,7 @@ from llmsim._generate import GenResult, Job, run_job, run_prefill
 from llmsim._http import BodyError, json_response, read_json
 from llmsim._metrics import render_prometheus
 from llmsim._state import SimContext
-from llmsim._textgen import embed, plan_output, render_chat, tokenize, truncate_dims
+from llmsim._textgen import plan_output, render_chat, tokenize, truncate_dims
 from llmsim._vllm_format import VllmErrors, VllmFormat, vllm_error
 
 __all__ = ["VllmApi"]
@@ -251,6 +251,8 @@ class VllmApi:
             stop=_stops(body.get("stop")),
             temperature=_float_field(body, "temperature"),
             top_p=_float_field(body, "top_p"),
+            concept_answers=self.ctx.config.answer_mode == "concepts",
+            unrelated=self.ctx.faults.unrelated_answers,
         )
         prefix = "chatcmpl-" if chat else "cmpl-"
         fmt = VllmFormat(
@@ -308,7 +310,7 @@ class VllmApi:
         data = []
         for i, item in enumerate(inputs):
             text = item if isinstance(item, str) else " ".join(map(str, item))
-            vec = embed(eng.spec.name, text, eng.spec.embedding_dim)
+            vec = self.ctx.config.embed(eng.spec.name, text, eng.spec.embedding_dim)
             if isinstance(dims, int) and not isinstance(dims, bool):
                 vec = truncate_dims(vec, dims)
             value: list[float] | str = vec

@@ -73,6 +73,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     f.add_argument("--health-failing", action="store_true")
     f.add_argument("--refuse-connections", action="store_true")
     f.add_argument("--refuse-connections-ms", type=float, default=0.0)
+    f.add_argument(
+        "--unrelated-answers",
+        action="store_true",
+        help="with --answer-mode concepts: answers mean something else (a plausible wrong engine)",
+    )
+    m = p.add_argument_group("meaning (docs/simulator.md)")
+    m.add_argument(
+        "--answer-mode",
+        choices=["words", "concepts"],
+        default="words",
+        help="words: seeded word salad; concepts: the prompt's meaning in this engine's words",
+    )
+    m.add_argument(
+        "--embedding-mode",
+        choices=["hash", "concepts"],
+        default="hash",
+        help="hash: no meaning; concepts: bag-of-concepts vectors that reflect meaning",
+    )
+    m.add_argument(
+        "--embedding-skew",
+        type=float,
+        default=0.0,
+        help="with --embedding-mode concepts: 0..1 of an engine-specific vector mixed in",
+    )
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -113,6 +137,7 @@ def build_config(args: argparse.Namespace) -> SimConfig:
         health_failing=args.health_failing,
         refuse_connections=args.refuse_connections,
         refuse_connections_ms=args.refuse_connections_ms,
+        unrelated_answers=args.unrelated_answers,
     )
     kwargs: dict[str, Any] = {
         "flavor": flavor,
@@ -130,6 +155,9 @@ def build_config(args: argparse.Namespace) -> SimConfig:
         "completion_tokens": args.completion_tokens,
         "load_ms": args.load_ms,
         "faults": faults,
+        "answer_mode": args.answer_mode,
+        "embedding_mode": args.embedding_mode,
+        "embedding_skew": args.embedding_skew,
     }
     if args.profile is not None:
         kwargs["profile"] = args.profile

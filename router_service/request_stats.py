@@ -81,6 +81,11 @@ class ShadowRecord:
     primary_text: str = ""
     shadow_text: str = ""
     dropped: bool = False
+    # The episode (memOS query id) and the meaning figures (router_service.shadow._semantic).
+    routing_key: str = ""
+    semantic_dropped: bool = False
+    json_field_agreement: float | None = None
+    json_equal: bool | None = None
 
 
 class _Reservoir:

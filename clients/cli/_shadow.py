@@ -1,8 +1,10 @@
 """``llmctl shadow report``: how the shadow engine's answers compare with the primary's.
 
 One row per task and model (pairs, dropped mirrors, success rates, TTFT and decode-rate deltas,
-text similarity deciles, length ratio, embedding cosine), then the worst pairs by similarity with
-their request ids. Texts appear only when routers captured them (``shadow_capture_content``).
+text similarity deciles, length ratio, semantic similarity p10/p50 and, for JSON answers, the
+per-field agreement), then the worst pairs by similarity with their request ids, and with
+``--by-episode`` one row per memOS query (routing key), worst first. Texts appear only when
+routers captured them (``shadow_capture_content``).
 """
 
 from __future__ import annotations
@@ -38,8 +40,14 @@ def register(subparsers: Subparsers) -> None:
         description="Per task and model: pairs compared, mirrors dropped (shadow queue full), "
         "success rates of both sides, the median shadow-minus-primary TTFT and decode rate, text "
         "similarity p10/p50/p90 (token-multiset Jaccard, 0..1), the median length ratio "
-        "(shadow/primary) and embedding cosine; then the lowest-similarity pairs. Texts only "
-        "when routers captured them.",
+        "(shadow/primary), the semantic similarity p10/p50 (cosine of the answers' embeddings, "
+        "one model on one engine) and the JSON per-field agreement; then the lowest-similarity "
+        "pairs. Texts only when routers captured them.",
+    )
+    p.add_argument(
+        "--by-episode",
+        action="store_true",
+        help="also list each episode (memOS query, routing key), worst semantic score first",
     )
     p.add_argument(
         "--window",
@@ -86,6 +94,7 @@ def report_document(response: control_pb2.GetShadowReportResponse, window: int) 
         "shadow_error_rate": response.shadow_error_rate,
         "groups": [group_document(g) for g in response.groups],
         "worst_pairs": [pair_document(p) for p in response.worst_pairs],
+        "episodes": [message_dict(e) for e in response.episodes],
     }
 
 
@@ -127,7 +136,12 @@ def report_lines(response: control_pb2.GetShadowReportResponse, window: int) -> 
             _signed(g.tokens_per_second_delta_p50, ""),
             f"{g.similarity_p10:.2f}/{g.similarity_p50:.2f}/{g.similarity_p90:.2f}",
             f"{g.length_ratio_p50:.2f}",
-            f"{g.embedding_cosine_p50:.3f}" if g.embedding_cosine_p50 else "-",
+            f"{g.embedding_cosine_p10:.2f}/{g.embedding_cosine_p50:.2f} ({g.semantic_pairs})"
+            if g.semantic_pairs
+            else "-",
+            f"{g.json_field_agreement_mean:.0%} fields, {g.json_equal_rate:.0%} equal"
+            if g.json_pairs
+            else "-",
         ]
         for g in response.groups
     ]
@@ -142,7 +156,8 @@ def report_lines(response: control_pb2.GetShadowReportResponse, window: int) -> 
         "TOK/S DIFF p50",
         "SIMILARITY p10/p50/p90",
         "LENGTH p50",
-        "COSINE p50",
+        "SEMANTIC p10/p50 (n)",
+        "JSON",
     ]
     lines += ["", *format_table(headers, rows)]
     if response.worst_pairs:
@@ -175,6 +190,26 @@ def report_lines(response: control_pb2.GetShadowReportResponse, window: int) -> 
                     f"  primary: {_preview(p.primary_text)}",
                     f"  shadow:  {_preview(p.shadow_text)}",
                 ]
+    if response.episodes:
+        episodes = [
+            [
+                e.routing_key,
+                str(e.pairs),
+                str(e.shadow_failures),
+                f"{e.similarity_min:.2f}",
+                f"{e.semantic_min:.2f}" if e.HasField("semantic_min") else "-",
+                ", ".join(_task(t) for t in e.tasks),
+            ]
+            for e in response.episodes
+        ]
+        lines += [
+            "",
+            f"{len(episodes)} episode(s), worst first:",
+            *format_table(
+                ["EPISODE", "PAIRS", "SHADOW FAILED", "SIMILARITY MIN", "SEMANTIC MIN", "TASKS"],
+                episodes,
+            ),
+        ]
     return lines
 
 
@@ -185,7 +220,9 @@ def run_report(args: argparse.Namespace) -> int:
     async def body(client: ControlClient) -> int:
         worst: int = args.worst
         # The service reads 0 as "its default"; here 0 means none.
-        response = await client.get_shadow_report(window_seconds=window, worst=max(worst, 1))
+        response = await client.get_shadow_report(
+            window_seconds=window, worst=max(worst, 1), by_episode=args.by_episode
+        )
         del response.worst_pairs[worst:]
         emit(args, report_document(response, window), report_lines(response, window))
         return 0

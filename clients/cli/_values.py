@@ -16,7 +16,7 @@ from google.protobuf import json_format, timestamp_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from clients.gen.llmgateway.v1 import control_pb2
+from clients.gen.llmgateway.v1 import common_pb2, control_pb2
 
 
 def enum_prefix(enum: EnumDescriptor) -> str:
@@ -227,6 +227,17 @@ def phase_text(snap: control_pb2.ConfigSnapshot) -> str:
     return text
 
 
+def mirroring_text(snap: control_pb2.ConfigSnapshot) -> str:
+    """``on: 5% of episodes to vllm`` or ``off`` with the reason an operator can act on."""
+    f = snap.flags
+    if snap.mirroring:
+        target = common_pb2.Provider.Name(f.shadow_provider).removeprefix("PROVIDER_").lower()
+        return f"on: {f.shadow_sample_rate:.0%} of episodes to {target}"
+    if snap.migration.phase == control_pb2.PHASE_SPLIT:
+        return "off (set shadow_enabled and shadow_during_split to mirror during SPLIT)"
+    return "off"
+
+
 def status_text(snap: control_pb2.ConfigSnapshot) -> str:
     m = snap.migration
     text = status_label(m.status)
@@ -245,6 +256,8 @@ def snapshot_dict(snap: control_pb2.ConfigSnapshot) -> dict[str, Any]:
         "split_weight_percent": m.split_weight_percent,
         "split_steps": list(m.split_steps),
         "vllm_traffic_percent": snap.vllm_traffic_percent,
+        "mirroring": snap.mirroring,
+        "shadow_sample_rate": snap.flags.shadow_sample_rate,
         "aborted_phase": phase_label(m.aborted_phase) if aborted else None,
         "aborted_weight_percent": m.aborted_weight_percent if aborted else None,
         "automatic_rollbacks": m.automatic_rollbacks,
@@ -269,6 +282,7 @@ def snapshot_rows(snap: control_pb2.ConfigSnapshot) -> list[tuple[str, str]]:
         ("phase", f"{phase_text(snap)} (split steps {steps})"),
         ("status", status_text(snap)),
         ("vllm traffic", percent(snap.vllm_traffic_percent)),
+        ("mirroring", mirroring_text(snap)),
         *rollbacks,
     ]
 

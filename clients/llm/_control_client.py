@@ -182,11 +182,19 @@ class ControlClient:
         return await self._read("GetHealth", control_pb2.GetHealthRequest(), options)  # type: ignore[no-any-return]
 
     async def get_shadow_report(
-        self, *, window_seconds: int = 0, worst: int = 0, options: CallOptions | None = None
+        self,
+        *,
+        window_seconds: int = 0,
+        worst: int = 0,
+        by_episode: bool = False,
+        options: CallOptions | None = None,
     ) -> control_pb2.GetShadowReportResponse:
         """Shadow comparisons per task and model, the worst pairs and the shadow error rate
-        (``GetShadowReport``; window 0: everything retained, worst 0: the default of 10)."""
-        request = control_pb2.GetShadowReportRequest(window_seconds=window_seconds, worst=worst)
+        (``GetShadowReport``; window 0: everything retained, worst 0: the default of 10;
+        ``by_episode`` adds one entry per memOS query)."""
+        request = control_pb2.GetShadowReportRequest(
+            window_seconds=window_seconds, worst=worst, by_episode=by_episode
+        )
         return await self._read("GetShadowReport", request, options)  # type: ignore[no-any-return]
 
     async def evaluate_go_no_go(

@@ -42,6 +42,7 @@ def _comparison(r: ShadowRecord) -> control_pb2.ShadowComparison:
         primary_provider=_PROVIDER[r.primary_provider],
         shadow_provider=_PROVIDER[r.shadow_provider],
         dropped=r.dropped,
+        routing_key=r.routing_key,
     )
     if r.dropped:
         return msg
@@ -57,6 +58,11 @@ def _comparison(r: ShadowRecord) -> control_pb2.ShadowComparison:
     msg.text_similarity = r.text_similarity
     if r.embedding_cosine is not None:
         msg.embedding_cosine = r.embedding_cosine
+    msg.semantic_dropped = r.semantic_dropped
+    if r.json_field_agreement is not None:
+        msg.json_field_agreement = r.json_field_agreement
+    if r.json_equal is not None:
+        msg.json_equal = r.json_equal
     # Empty unless the router captured content (flags.shadow_capture_content).
     msg.prompt = r.prompt
     msg.primary_text = r.primary_text

@@ -10,9 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from clients.gen.llmgateway.v1 import common_pb2, control_pb2
+from llmcore.shadowing import mirroring
 from llmcore.vocabulary import ProviderName, TaskName
 from router_service.catalog import Catalog
 from router_service.lifecycle.timeouts import Overrides
+from router_service.config.evaluation import SemanticOptions
 
 _PROVIDER: dict[int, ProviderName] = {
     common_pb2.PROVIDER_OLLAMA: "ollama",
@@ -63,14 +65,20 @@ class RoutingConfig:
     stream_timeouts: Overrides = field(default_factory=dict)
     # flags.continuation_disabled: no continuation failover on any router.
     continuation_disabled: bool = False
+    # How shadow pairs are scored on meaning (flags.shadow_semantic, defaults resolved).
+    semantic: SemanticOptions = field(default_factory=SemanticOptions)
     raw: bytes = field(default=b"", repr=False, compare=False)
 
     @property
     def shadow_active(self) -> bool:
-        """Whether requests are mirrored now: in SHADOW, or in SPLIT when asked to."""
-        if not self.shadow_enabled or self.shadow_provider is None:
-            return False
-        return self.phase == "SHADOW" or (self.phase == "SPLIT" and self.shadow_during_split)
+        """Whether requests are mirrored now: always in SHADOW, in SPLIT when the flags ask
+        (``llmcore.shadowing``)."""
+        return mirroring(
+            self.phase,
+            shadow_enabled=self.shadow_enabled,
+            shadow_during_split=self.shadow_during_split,
+            has_shadow_provider=self.shadow_provider is not None,
+        )
 
 
 def bootstrap_config(
@@ -144,6 +152,21 @@ def from_snapshot(snap: control_pb2.ConfigSnapshot) -> RoutingConfig:
             prefixes[pol.model] = pol.system_prefix
     timeouts = _stream_timeouts(flags)
     phase = control_pb2.Phase.Name(snap.migration.phase).removeprefix("PHASE_")
+    sem = flags.shadow_semantic
+    if not 0.0 <= sem.sample_rate <= 1.0:
+        raise ConfigError(f"flags.shadow_semantic.sample_rate: {sem.sample_rate} not in [0, 1]")
+    if sem.model and sem.model not in catalog.engine_names:
+        raise ConfigError(f"flags.shadow_semantic.model: unknown model {sem.model!r}")
+    if min(sem.max_concurrency, sem.queue_size, sem.timeout_ms) < 0:
+        raise ConfigError("flags.shadow_semantic: bounds must not be negative")
+    semantic = SemanticOptions.resolve(
+        sem.sample_rate,
+        sem.model,
+        _provider(sem.provider, "flags.shadow_semantic.provider", optional=True),
+        sem.max_concurrency,
+        sem.queue_size,
+        sem.timeout_ms,
+    )
     return RoutingConfig(
         version=snap.version,
         primary=primary,
@@ -161,6 +184,7 @@ def from_snapshot(snap: control_pb2.ConfigSnapshot) -> RoutingConfig:
         prompt_prefixes=prefixes,
         stream_timeouts=timeouts,
         continuation_disabled=flags.continuation_disabled,
+        semantic=semantic,
         raw=snap.SerializeToString(deterministic=True),
     )
 

@@ -23,7 +23,11 @@ A sampled request goes through four steps:
    schedules the comparison with ``call_soon``; the handler never awaits the shadow and does no
    comparison work itself.
 4. Whichever side ends last completes the pair, once; with ``shadow_compare_embeddings`` the
-   embedding cosine runs in its own task, bounded like the shadows.
+   semantic similarity (``_semantic``) runs in its own task, under its own bounds.
+
+**Whole episodes.** The sample is drawn by routing key (memOS's query id, the request id when
+there is none), so all calls of a sampled query are mirrored and none of an unsampled one: the
+report can judge whole queries, and the split (which hashes the same key) never splits one.
 
 Bounds (router settings): at most ``max_concurrency`` shadows run and up to ``queue_size`` more
 are accepted and wait (for their primary's first delta, then for a slot); beyond that a mirror is
@@ -53,11 +57,12 @@ from llmcore.vocabulary import ProviderName, TaskName
 from router_service.config.routing import RoutingConfig
 from router_service.dispatch import ChatIntent, Dispatcher, Finished, Text
 from router_service.errors import ErrorKind, RouterError
-from router_service.placement import Candidate, plan
+from router_service.placement import Candidate, choose_provider, plan
 from router_service.request_stats import RequestStatsRecorder, ShadowRecord
 from router_service.requests import GenerateInput
 from router_service.shadow._compare import TextFigures, compare_texts, cosine, decode_rate
 from router_service.shadow._sample import sampled
+from router_service.shadow._semantic import Bounded, JsonFigures, answer_text, json_figures
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +106,7 @@ class _Side:
 @dataclass(slots=True, eq=False)
 class _Job:
     request_id: str
+    routing_key: str
     task: TaskName
     model: str
     engine_model: str
@@ -178,6 +184,7 @@ class ShadowMirror:
         self._slots = asyncio.Semaphore(self._opt.max_concurrency)
         self._shadows: set[asyncio.Task[None]] = set()
         self._embeds: set[asyncio.Task[None]] = set()
+        self.semantic = Bounded()  # the semantic scorer's own bounds
         self._waiters: set[asyncio.Event] = set()
         self._running = 0
         self._pending = 0  # accepted, waiting for the primary's first delta
@@ -213,7 +220,7 @@ class ShadowMirror:
         self, cfg: RoutingConfig, inp: GenerateInput, candidates: Sequence[Candidate]
     ) -> ShadowTicket | None:
         rid = inp.intent.request_id
-        if not sampled(rid, cfg.shadow_sample_rate):
+        if not sampled(inp.routing_key, cfg.shadow_sample_rate):  # per episode
             return None
         shadow = cfg.shadow_provider
         assert shadow is not None  # shadow_active says so
@@ -235,6 +242,7 @@ class ShadowMirror:
             return None
         job = _Job(
             request_id=rid,
+            routing_key=inp.routing_key,
             task=inp.task,
             model=model,
             engine_model=engine_model,
@@ -366,53 +374,62 @@ class ShadowMirror:
         primary_text = "".join(job.parts)
         both = primary.ok and shadow.ok
         figures = compare_texts(primary_text, shadow.text) if both else TextFigures(0.0, 0.0)
-        embed = (
+        a, b = answer_text(primary_text), answer_text(shadow.text)  # answers, no reasoning
+        pair = _Scored(figures, json_figures(a, b) if both else None)
+        sem = job.cfg.semantic
+        scored = (
             job.cfg.shadow_compare_embeddings
             and both
-            and primary_text.strip()
-            and shadow.text.strip()
+            and a
+            and b
+            and sampled(job.request_id + "/semantic", sem.sample_rate)
         )
-        if embed and len(self._embeds) < self._opt.max_concurrency:
-            self._track(self._embeds, self._finish_with_embeddings(job, primary_text, figures))
+        if scored and self.semantic.admit(sem.max_concurrency, sem.queue_size):
+            texts = (a, b) if pair.json is None else pair.json.canonical
+            self._track(self._embeds, self._finish_with_embeddings(job, primary_text, pair, texts))
             return
-        if embed:
-            self._skip("embedding_busy")
-        self._record(job, primary_text, figures, None)
+        if scored:
+            self._skip("semantic_dropped")
+            pair.semantic_dropped = True
+        self._record(job, primary_text, pair)
 
     async def _finish_with_embeddings(
-        self, job: _Job, primary_text: str, figures: TextFigures
+        self, job: _Job, primary_text: str, pair: _Scored, texts: tuple[str, str]
     ) -> None:
-        assert job.shadow is not None
-        value = await self._embedding_cosine(job, primary_text, job.shadow.text)
-        self._record(job, primary_text, figures, value)
+        sem = job.cfg.semantic
+        pair.semantic = await self.semantic.run(
+            sem.max_concurrency, lambda: self._embedding_cosine(job, texts)
+        )
+        pair.semantic_dropped = pair.semantic is None
+        self._record(job, primary_text, pair)
 
-    async def _embedding_cosine(
-        self, job: _Job, primary_text: str, shadow_text: str
-    ) -> float | None:
-        """Both answers through the router's own Embed path (the configured embedding model and
-        engine), in one call so both vectors come from the same model."""
-        deadline = asyncio.get_running_loop().time() + self._opt.timeout_s
+    async def _embedding_cosine(self, job: _Job, texts: tuple[str, str]) -> float | None:
+        """Both answers through the router's own Embed path, in one call so both vectors come
+        from the same model on the same engine (``flags.shadow_semantic``), under its own
+        deadline."""
+        sem = job.cfg.semantic
+        deadline = asyncio.get_running_loop().time() + sem.timeout_s
         try:
-            candidates = plan(job.cfg, "embedding", "", None, job.request_id)
+            # Pinned to one engine (no fallback): every pair is scored by the same vectors.
+            engine = sem.provider or choose_provider(job.cfg, "embedding", job.routing_key)
+            candidates = plan(job.cfg, "embedding", sem.model, engine, job.routing_key)
             _, out = await self._dispatcher.embed(
-                job.request_id + SHADOW_ID_SUFFIX + "-embed",
-                (primary_text, shadow_text),
-                candidates,
-                deadline,
+                job.request_id + SHADOW_ID_SUFFIX + "-embed", texts, candidates, deadline
             )
             return cosine(out.vectors[0], out.vectors[1])
         except (RouterError, ValueError, IndexError) as exc:
             # The kind only: the texts must never reach a log.
             kind = exc.kind.value if isinstance(exc, RouterError) else type(exc).__name__
-            log.debug(
-                "shadow embedding comparison failed (request_id=%s): %s", job.request_id, kind
-            )
-            self._skip("embedding_failed")
+            log.debug("shadow semantic scoring failed (request_id=%s): %s", job.request_id, kind)
+            if isinstance(exc, RouterError) and exc.kind is ErrorKind.LLM_TIMEOUT:
+                self.semantic.counters.timed_out += 1
+            else:
+                self.semantic.counters.failed += 1
+            self._skip("semantic_failed")
             return None
 
-    def _record(
-        self, job: _Job, primary_text: str, figures: TextFigures, embedding: float | None
-    ) -> None:
+    def _record(self, job: _Job, primary_text: str, pair: _Scored) -> None:
+        figures = pair.figures
         primary, shadow = job.primary, job.shadow
         assert primary is not None
         assert shadow is not None
@@ -432,7 +449,11 @@ class ShadowMirror:
                 shadow_tokens_per_second=shadow.tokens_per_second,
                 length_ratio=figures.length_ratio,
                 text_similarity=figures.text_similarity,
-                embedding_cosine=embedding,
+                embedding_cosine=pair.semantic,
+                routing_key=job.routing_key,
+                semantic_dropped=pair.semantic_dropped,
+                json_field_agreement=pair.json.field_agreement if pair.json else None,
+                json_equal=pair.json.equal if pair.json else None,
                 prompt=job.prompt,
                 primary_text=self._cut(primary_text) if job.cfg.shadow_capture_content else "",
                 shadow_text=self._cut(shadow.text) if job.cfg.shadow_capture_content else "",
@@ -480,6 +501,16 @@ class ShadowMirror:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@dataclass(slots=True)
+class _Scored:
+    """A completed pair's figures, filled as the scorers finish."""
+
+    figures: TextFigures
+    json: JsonFigures | None = None
+    semantic: float | None = None
+    semantic_dropped: bool = False
 
 
 def _last_user_message(intent: ChatIntent) -> str:

@@ -168,6 +168,7 @@ async def test_status_table_and_json_on_a_fresh_service(
     assert lines[2:] == [
         "status        active",
         "vllm traffic  0%",
+        "mirroring     off",
         "routers       0 connected, 0 synced",
     ]
 
@@ -177,6 +178,7 @@ async def test_status_table_and_json_on_a_fresh_service(
     assert document["status"] == "active"
     assert document["vllm_traffic_percent"] == 0
     assert document["split_steps"] == [10, 30, 70]
+    assert document["mirroring"] is False
     assert document["routers"] == []
     assert document["created_at"].endswith("+00:00")
     assert (document["automatic_rollbacks"], document["last_rollback_at"]) == (0, None)
@@ -230,6 +232,7 @@ async def test_status_watch_reprints_on_change(
     first, second = (json.loads(line) for line in out.splitlines())
     assert (first["version"], first["phase"]) == (1, "facade")
     assert (second["version"], second["phase"]) == (2, "shadow")
+    assert (first["mirroring"], second["mirroring"]) == (False, True)
 
 
 async def test_status_watch_table_prints_a_header_per_change(
@@ -254,6 +257,8 @@ async def test_full_walk_facade_shadow_split_primary(
         assert document["version"] == version
         assert (document["phase"], document["split_weight_percent"]) == (phase, weight)
         assert document["vllm_traffic_percent"] == share
+        # SHADOW mirrors by itself; SPLIT only when the flags ask for it.
+        assert document["mirroring"] is (phase == "shadow")
 
     # The step into PRIMARY needs the go/no-go gate (no data here) or --force with a reason.
     assert await llmctl(control, "promote", "--reason", "to primary") == 3
@@ -264,7 +269,7 @@ async def test_full_walk_facade_shadow_split_primary(
     lines = out.splitlines()
     assert lines[0] == "promote: ok, config version 6"
     assert lines[2] == "phase         primary (split steps 10, 30, 70)"
-    assert lines[3:] == ["status        active", "vllm traffic  100%"]
+    assert lines[3:] == ["status        active", "vllm traffic  100%", "mirroring     off"]
 
     document = await llmctl_json(control, capsys, "status")
     assert (document["phase"], document["vllm_traffic_percent"], document["version"]) == (
@@ -464,7 +469,9 @@ async def test_flags_get_table_and_json(
     lines = out.splitlines()
     assert lines[0] == "config version 1"
     assert lines[1].split() == ["FLAG", "VALUE"]
-    rows = dict(line.split() for line in lines[2:])
+    # An empty string value (shadow_semantic.model: "the embedding task's model") prints empty.
+    rows = {cells[0]: cells[1] for cells in ((*line.split(), "") for line in lines[2:])}
+    assert rows["shadow_semantic.model"] == ""
     assert rows["primary_provider"] == "ollama"
     assert rows["fallback_provider"] == "vllm"
     assert rows["synthesis_provider"] == "primary"

@@ -189,7 +189,9 @@ async def test_table_and_json_figures_worst_and_window(
         "+46.0",
         "0.30/0.50/0.70",  # p10 = 0.25 + 0.2 * 0.25
         "1.10",
-        "0.500",
+        "0.50/0.50",  # semantic p10/p50 of the one scored pair
+        "(1)",
+        "-",  # no JSON answers
     ]
     assert "worst 3 pair(s) by similarity:" in out
     assert "  prompt:  p?" in out

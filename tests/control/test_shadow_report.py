@@ -242,3 +242,27 @@ async def test_a_real_routers_comparisons_reach_the_report_texts_only_with_captu
         await router.channel.close()
         await router.app.stop(0)
         await control.close()
+
+
+def test_meaning_figures_and_episodes() -> None:
+    store = ShadowStore(clock=Clock())
+    msgs = []
+    for i, cos in enumerate([0.2, 0.9, 0.95, 1.0, None]):
+        m = pair(f"s{i}", 0.3, cosine=cos)
+        m.routing_key = f"q{i // 2}"
+        msgs.append(m)
+    msgs[4].semantic_dropped = True
+    msgs[0].json_equal, msgs[0].json_field_agreement = True, 1.0
+    msgs[1].json_equal, msgs[1].json_field_agreement = False, 0.5
+    store.add("r1", report_of(*msgs))
+    report = store.report(by_episode=True)
+    (g,) = report.groups
+    assert (g.semantic_pairs, g.semantic_dropped) == (4, 1)
+    assert g.embedding_cosine_p10 == pytest.approx(quantile([0.2, 0.9, 0.95, 1.0], 0.1))
+    assert (g.json_pairs, g.json_field_agreement_mean, g.json_equal_rate) == (2, 0.75, 0.5)
+    # Worst episode first: q0 holds the 0.2 pair; q2 has no semantic score (its text: 0.3).
+    assert [(e.routing_key, e.pairs) for e in report.episodes] == [("q0", 2), ("q2", 1), ("q1", 2)]
+    assert report.episodes[0].semantic_min == pytest.approx(0.2)
+    assert not report.episodes[1].HasField("semantic_min")
+    assert list(report.episodes[0].tasks) == [ANALYSIS]
+    assert not store.report().episodes  # only when asked

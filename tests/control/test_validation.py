@@ -10,6 +10,7 @@ import pytest
 
 from control_service import validation
 from control_service.errors import InvalidChange
+from control_service.evaluation_flags import ShadowSemantic
 from control_service.state import (
     Catalog,
     DesiredState,
@@ -217,3 +218,31 @@ def test_task_models_must_name_known_models_of_the_right_kind() -> None:
 )
 def test_migration_invariants(migration: Migration, field: str) -> None:
     assert fields(replace(DEFAULT, migration=migration)) == [field]
+
+
+@pytest.mark.parametrize(
+    ("semantic", "field"),
+    [
+        (ShadowSemantic(sample_rate=1.5), "flags.shadow_semantic.sample_rate"),
+        (ShadowSemantic(model="gpt-17"), "flags.shadow_semantic.model"),
+        (ShadowSemantic(model="qwen3:8b"), "flags.shadow_semantic.model"),  # not an embedder
+        (ShadowSemantic(max_concurrency=-1), "flags.shadow_semantic.max_concurrency"),
+        (ShadowSemantic(queue_size=10**6), "flags.shadow_semantic.queue_size"),
+        (ShadowSemantic(timeout_ms=-5), "flags.shadow_semantic.timeout_ms"),
+    ],
+)
+def test_bad_semantic_scorer_flags_name_the_field(semantic: ShadowSemantic, field: str) -> None:
+    assert fields(with_flags(shadow_semantic=semantic)) == [field]
+
+
+def test_the_semantic_scorer_engine_must_serve_its_model() -> None:
+    catalog = default_catalog()
+    only_ollama = tuple(replace(m, vllm_name="") if m.embedding else m for m in catalog.models)
+    state = replace(
+        with_flags(shadow_semantic=ShadowSemantic(provider="vllm")),
+        catalog=replace(catalog, models=only_ollama),
+    )
+    assert fields(state) == ["flags.shadow_semantic.provider"]
+    assert (
+        fields(with_flags(shadow_semantic=ShadowSemantic(provider="ollama", sample_rate=0.2))) == []
+    )

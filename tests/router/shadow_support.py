@@ -10,6 +10,7 @@ from clients.gen.llmgateway.v1 import common_pb2, control_pb2
 from router_service.config import RoutingConfig, from_snapshot
 from router_service.request_stats import Drained, ShadowRecord
 from router_service.shadow import ShadowMirror
+from tests.router.conftest import Harness
 from tests.router.fake_control import make_snapshot
 
 
@@ -46,6 +47,11 @@ async def wait_mirror(
     """Wait on the mirror's own change notifications (never a sleep)."""
     async with asyncio.timeout(within):
         await mirror.wait_for(predicate)
+
+
+def mirror_of(app_holder: Harness) -> ShadowMirror:
+    assert app_holder.app.shadow is not None
+    return app_holder.app.shadow
 
 
 def pairs(drained: Drained) -> list[ShadowRecord]:

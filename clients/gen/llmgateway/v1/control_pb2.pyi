@@ -362,6 +362,7 @@ class Flags(_message.Message):
     PROMPT_POLICIES_FIELD_NUMBER: _builtins.int
     STREAM_TIMEOUTS_FIELD_NUMBER: _builtins.int
     CONTINUATION_DISABLED_FIELD_NUMBER: _builtins.int
+    SHADOW_SEMANTIC_FIELD_NUMBER: _builtins.int
     primary_provider: _common_pb2.Provider.ValueType
     """primary_provider answers when the phase does not say otherwise."""
     fallback_provider: _common_pb2.Provider.ValueType
@@ -375,15 +376,21 @@ class Flags(_message.Message):
     embedding_provider: Global___ComponentProvider.ValueType
     """embedding_provider routes embedding calls (seed default: Ollama)."""
     shadow_enabled: _builtins.bool
-    """shadow_enabled mirrors a sample of requests to shadow_provider (SHADOW phase)."""
+    """shadow_enabled mirrors a sample of requests to shadow_provider in phases other than
+    PHASE_SHADOW (with shadow_during_split in PHASE_SPLIT); PHASE_SHADOW always mirrors.
+    """
     shadow_provider: _common_pb2.Provider.ValueType
     """shadow_provider receives mirrored requests."""
     shadow_sample_rate: _builtins.float
-    """shadow_sample_rate in [0, 1] is the mirrored share."""
+    """shadow_sample_rate in [0, 1] is the mirrored share of episodes: memOS queries (routing
+    keys), each mirrored whole or not at all.
+    """
     shadow_during_split: _builtins.bool
     """shadow_during_split keeps mirroring the sample while in PHASE_SPLIT."""
     shadow_compare_embeddings: _builtins.bool
-    """shadow_compare_embeddings adds embedding cosine similarity to each comparison."""
+    """shadow_compare_embeddings adds the semantic similarity (cosine of the two answers'
+    embeddings, see shadow_semantic) to each comparison.
+    """
     shadow_capture_content: _builtins.bool
     """shadow_capture_content lets routers report prompt and answer texts of compared pairs
     (operator opt-in; off by default: no prompt or completion text leaves the router).
@@ -407,6 +414,10 @@ class Flags(_message.Message):
         engine); tasks and engines not listed keep each router's settings (docs/failures.md).
         """
 
+    @_builtins.property
+    def shadow_semantic(self) -> Global___ShadowSemantic:
+        """shadow_semantic bounds and places the semantic similarity of shadow pairs."""
+
     def __init__(
         self,
         *,
@@ -426,14 +437,65 @@ class Flags(_message.Message):
         prompt_policies: _abc.Iterable[Global___PromptPolicy] | None = ...,
         stream_timeouts: _abc.Iterable[Global___StreamTimeouts] | None = ...,
         continuation_disabled: _builtins.bool = ...,
+        shadow_semantic: Global___ShadowSemantic | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["rollback", b"rollback"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["rollback", b"rollback", "shadow_semantic", b"shadow_semantic"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis_provider", b"analysis_provider", "classification_provider", b"classification_provider", "continuation_disabled", b"continuation_disabled", "embedding_provider", b"embedding_provider", "fallback_provider", b"fallback_provider", "primary_provider", b"primary_provider", "prompt_policies", b"prompt_policies", "rollback", b"rollback", "shadow_capture_content", b"shadow_capture_content", "shadow_compare_embeddings", b"shadow_compare_embeddings", "shadow_during_split", b"shadow_during_split", "shadow_enabled", b"shadow_enabled", "shadow_provider", b"shadow_provider", "shadow_sample_rate", b"shadow_sample_rate", "stream_timeouts", b"stream_timeouts", "synthesis_provider", b"synthesis_provider"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis_provider", b"analysis_provider", "classification_provider", b"classification_provider", "continuation_disabled", b"continuation_disabled", "embedding_provider", b"embedding_provider", "fallback_provider", b"fallback_provider", "primary_provider", b"primary_provider", "prompt_policies", b"prompt_policies", "rollback", b"rollback", "shadow_capture_content", b"shadow_capture_content", "shadow_compare_embeddings", b"shadow_compare_embeddings", "shadow_during_split", b"shadow_during_split", "shadow_enabled", b"shadow_enabled", "shadow_provider", b"shadow_provider", "shadow_sample_rate", b"shadow_sample_rate", "shadow_semantic", b"shadow_semantic", "stream_timeouts", b"stream_timeouts", "synthesis_provider", b"synthesis_provider"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Flags: _TypeAlias = Flags  # noqa: Y015
+
+@_typing.final
+class ShadowSemantic(_message.Message):
+    """ShadowSemantic says how routers score the meaning of shadow pairs (with
+    shadow_compare_embeddings): both answers, without their reasoning, embedded in one Embed call
+    of the router's own, so both vectors come from one model on one engine. Zero values take the
+    documented defaults.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SAMPLE_RATE_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    MAX_CONCURRENCY_FIELD_NUMBER: _builtins.int
+    QUEUE_SIZE_FIELD_NUMBER: _builtins.int
+    TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    sample_rate: _builtins.float
+    """sample_rate in [0, 1] is the share of compared pairs that are scored; 0 means all."""
+    model: _builtins.str
+    """model is the logical embedding model; empty means the embedding task's model."""
+    provider: _common_pb2.Provider.ValueType
+    """provider is the one engine both answers are embedded on; PROVIDER_UNSPECIFIED means the
+    engine Embed uses now.
+    """
+    max_concurrency: _builtins.int
+    """max_concurrency is how many scoring calls run at once per router; 0 means 4."""
+    queue_size: _builtins.int
+    """queue_size is how many more may wait for a slot (0: none); beyond it a pair is recorded
+    unscored and counted (ShadowComparison.semantic_dropped).
+    """
+    timeout_ms: _builtins.int
+    """timeout_ms bounds one scoring call; 0 means 5000."""
+    def __init__(
+        self,
+        *,
+        sample_rate: _builtins.float = ...,
+        model: _builtins.str = ...,
+        provider: _common_pb2.Provider.ValueType = ...,
+        max_concurrency: _builtins.int = ...,
+        queue_size: _builtins.int = ...,
+        timeout_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_concurrency", b"max_concurrency", "model", b"model", "provider", b"provider", "queue_size", b"queue_size", "sample_rate", b"sample_rate", "timeout_ms", b"timeout_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShadowSemantic: _TypeAlias = ShadowSemantic  # noqa: Y015
 
 @_typing.final
 class ModelEntry(_message.Message):
@@ -614,11 +676,17 @@ class ConfigSnapshot(_message.Message):
     CATALOG_FIELD_NUMBER: _builtins.int
     VLLM_TRAFFIC_PERCENT_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    MIRRORING_FIELD_NUMBER: _builtins.int
     version: _builtins.int
     """version increases by one with every accepted change and never goes backwards."""
     vllm_traffic_percent: _builtins.float
     """vllm_traffic_percent is the effective vLLM share the router applies (derived from the
     phase: 0 in FACADE, SHADOW and when aborted; the split weight in SPLIT; 100 in PRIMARY).
+    """
+    mirroring: _builtins.bool
+    """mirroring is whether routers mirror a sample to flags.shadow_provider under this snapshot
+    (derived: always in PHASE_SHADOW; in PHASE_SPLIT with shadow_enabled and
+    shadow_during_split; never while aborted or in the other phases).
     """
     @_builtins.property
     def flags(self) -> Global___Flags:
@@ -645,10 +713,11 @@ class ConfigSnapshot(_message.Message):
         catalog: Global___Catalog | None = ...,
         vllm_traffic_percent: _builtins.float = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        mirroring: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["catalog", b"catalog", "created_at", b"created_at", "flags", b"flags", "migration", b"migration"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["catalog", b"catalog", "created_at", b"created_at", "flags", b"flags", "migration", b"migration", "version", b"version", "vllm_traffic_percent", b"vllm_traffic_percent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catalog", b"catalog", "created_at", b"created_at", "flags", b"flags", "migration", b"migration", "mirroring", b"mirroring", "version", b"version", "vllm_traffic_percent", b"vllm_traffic_percent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -827,6 +896,10 @@ class ShadowComparison(_message.Message):
     SHADOW_TEXT_FIELD_NUMBER: _builtins.int
     PROMPT_FIELD_NUMBER: _builtins.int
     DROPPED_FIELD_NUMBER: _builtins.int
+    ROUTING_KEY_FIELD_NUMBER: _builtins.int
+    SEMANTIC_DROPPED_FIELD_NUMBER: _builtins.int
+    JSON_FIELD_AGREEMENT_FIELD_NUMBER: _builtins.int
+    JSON_EQUAL_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """request_id of the primary request."""
     task: _common_pb2.Task.ValueType
@@ -856,7 +929,9 @@ class ShadowComparison(_message.Message):
     text_similarity: _builtins.float
     """text_similarity in [0, 1] of the normalised texts."""
     embedding_cosine: _builtins.float
-    """embedding_cosine in [-1, 1] when embedding comparison is enabled; absent otherwise."""
+    """embedding_cosine in [-1, 1] is the semantic similarity: the cosine of the two answers'
+    embeddings (answer text only, JSON canonicalised); absent when not scored.
+    """
     primary_text: _builtins.str
     """primary_text is the primary's answer, only with shadow_capture_content."""
     shadow_text: _builtins.str
@@ -865,6 +940,18 @@ class ShadowComparison(_message.Message):
     """prompt is the request's last user message, only with shadow_capture_content."""
     dropped: _builtins.bool
     """dropped is true when the shadow was not sent because its queue was full."""
+    routing_key: _builtins.str
+    """routing_key is the episode (memOS's query id) the request belongs to."""
+    semantic_dropped: _builtins.bool
+    """semantic_dropped is true when the pair was sampled for scoring but the scorer's bounds
+    were full, or its call failed or timed out.
+    """
+    json_field_agreement: _builtins.float
+    """json_field_agreement in [0, 1], when both answers are JSON objects, is the share of their
+    fields (dotted paths, union of both) with equal canonical values.
+    """
+    json_equal: _builtins.bool
+    """json_equal, when both answers are JSON, is whether their canonical forms are equal."""
     def __init__(
         self,
         *,
@@ -887,14 +974,27 @@ class ShadowComparison(_message.Message):
         shadow_text: _builtins.str = ...,
         prompt: _builtins.str = ...,
         dropped: _builtins.bool = ...,
+        routing_key: _builtins.str = ...,
+        semantic_dropped: _builtins.bool = ...,
+        json_field_agreement: _builtins.float | None = ...,
+        json_equal: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_embedding_cosine", b"_embedding_cosine", "embedding_cosine", b"embedding_cosine"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_embedding_cosine", b"_embedding_cosine", "_json_equal", b"_json_equal", "_json_field_agreement", b"_json_field_agreement", "embedding_cosine", b"embedding_cosine", "json_equal", b"json_equal", "json_field_agreement", b"json_field_agreement"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_embedding_cosine", b"_embedding_cosine", "dropped", b"dropped", "embedding_cosine", b"embedding_cosine", "length_ratio", b"length_ratio", "model", b"model", "primary_ok", b"primary_ok", "primary_provider", b"primary_provider", "primary_text", b"primary_text", "primary_tokens_per_second", b"primary_tokens_per_second", "primary_ttft_ms", b"primary_ttft_ms", "prompt", b"prompt", "request_id", b"request_id", "shadow_error_code", b"shadow_error_code", "shadow_ok", b"shadow_ok", "shadow_provider", b"shadow_provider", "shadow_text", b"shadow_text", "shadow_tokens_per_second", b"shadow_tokens_per_second", "shadow_ttft_ms", b"shadow_ttft_ms", "task", b"task", "text_similarity", b"text_similarity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_embedding_cosine", b"_embedding_cosine", "_json_equal", b"_json_equal", "_json_field_agreement", b"_json_field_agreement", "dropped", b"dropped", "embedding_cosine", b"embedding_cosine", "json_equal", b"json_equal", "json_field_agreement", b"json_field_agreement", "length_ratio", b"length_ratio", "model", b"model", "primary_ok", b"primary_ok", "primary_provider", b"primary_provider", "primary_text", b"primary_text", "primary_tokens_per_second", b"primary_tokens_per_second", "primary_ttft_ms", b"primary_ttft_ms", "prompt", b"prompt", "request_id", b"request_id", "routing_key", b"routing_key", "semantic_dropped", b"semantic_dropped", "shadow_error_code", b"shadow_error_code", "shadow_ok", b"shadow_ok", "shadow_provider", b"shadow_provider", "shadow_text", b"shadow_text", "shadow_tokens_per_second", b"shadow_tokens_per_second", "shadow_ttft_ms", b"shadow_ttft_ms", "task", b"task", "text_similarity", b"text_similarity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__embedding_cosine: _TypeAlias = _typing.Literal["embedding_cosine"]  # noqa: Y015
     _WhichOneofArgType__embedding_cosine: _TypeAlias = _typing.Literal["_embedding_cosine", b"_embedding_cosine"]  # noqa: Y015
+    _WhichOneofReturnType__json_equal: _TypeAlias = _typing.Literal["json_equal"]  # noqa: Y015
+    _WhichOneofArgType__json_equal: _TypeAlias = _typing.Literal["_json_equal", b"_json_equal"]  # noqa: Y015
+    _WhichOneofReturnType__json_field_agreement: _TypeAlias = _typing.Literal["json_field_agreement"]  # noqa: Y015
+    _WhichOneofArgType__json_field_agreement: _TypeAlias = _typing.Literal["_json_field_agreement", b"_json_field_agreement"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__embedding_cosine) -> _WhichOneofReturnType__embedding_cosine | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__json_equal) -> _WhichOneofReturnType__json_equal | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__json_field_agreement) -> _WhichOneofReturnType__json_field_agreement | None: ...
 
 Global___ShadowComparison: _TypeAlias = ShadowComparison  # noqa: Y015
 
@@ -1867,6 +1967,12 @@ class ShadowGroupReport(_message.Message):
     SIMILARITY_P90_FIELD_NUMBER: _builtins.int
     LENGTH_RATIO_P50_FIELD_NUMBER: _builtins.int
     EMBEDDING_COSINE_P50_FIELD_NUMBER: _builtins.int
+    EMBEDDING_COSINE_P10_FIELD_NUMBER: _builtins.int
+    SEMANTIC_PAIRS_FIELD_NUMBER: _builtins.int
+    SEMANTIC_DROPPED_FIELD_NUMBER: _builtins.int
+    JSON_PAIRS_FIELD_NUMBER: _builtins.int
+    JSON_FIELD_AGREEMENT_MEAN_FIELD_NUMBER: _builtins.int
+    JSON_EQUAL_RATE_FIELD_NUMBER: _builtins.int
     task: _common_pb2.Task.ValueType
     """task of the pairs."""
     model: _builtins.str
@@ -1893,6 +1999,18 @@ class ShadowGroupReport(_message.Message):
     """length_ratio_p50 of shadow over primary length."""
     embedding_cosine_p50: _builtins.float
     """embedding_cosine_p50 when embedding comparison was on; 0 otherwise."""
+    embedding_cosine_p10: _builtins.float
+    """embedding_cosine_p10 is the tenth percentile of the semantic similarity (the gate's figure)."""
+    semantic_pairs: _builtins.int
+    """semantic_pairs is how many pairs carry a semantic similarity."""
+    semantic_dropped: _builtins.int
+    """semantic_dropped is how many sampled pairs were not scored (bounds full, failed, timed out)."""
+    json_pairs: _builtins.int
+    """json_pairs is how many pairs had JSON answers on both sides."""
+    json_field_agreement_mean: _builtins.float
+    """json_field_agreement_mean is the mean per-field agreement of JSON-object pairs."""
+    json_equal_rate: _builtins.float
+    """json_equal_rate is the share of JSON pairs whose canonical forms are equal."""
     def __init__(
         self,
         *,
@@ -1909,14 +2027,66 @@ class ShadowGroupReport(_message.Message):
         similarity_p90: _builtins.float = ...,
         length_ratio_p50: _builtins.float = ...,
         embedding_cosine_p50: _builtins.float = ...,
+        embedding_cosine_p10: _builtins.float = ...,
+        semantic_pairs: _builtins.int = ...,
+        semantic_dropped: _builtins.int = ...,
+        json_pairs: _builtins.int = ...,
+        json_field_agreement_mean: _builtins.float = ...,
+        json_equal_rate: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dropped", b"dropped", "embedding_cosine_p50", b"embedding_cosine_p50", "length_ratio_p50", b"length_ratio_p50", "model", b"model", "pairs", b"pairs", "primary_success_rate", b"primary_success_rate", "shadow_success_rate", b"shadow_success_rate", "similarity_p10", b"similarity_p10", "similarity_p50", b"similarity_p50", "similarity_p90", b"similarity_p90", "task", b"task", "tokens_per_second_delta_p50", b"tokens_per_second_delta_p50", "ttft_delta_ms_p50", b"ttft_delta_ms_p50"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dropped", b"dropped", "embedding_cosine_p10", b"embedding_cosine_p10", "embedding_cosine_p50", b"embedding_cosine_p50", "json_equal_rate", b"json_equal_rate", "json_field_agreement_mean", b"json_field_agreement_mean", "json_pairs", b"json_pairs", "length_ratio_p50", b"length_ratio_p50", "model", b"model", "pairs", b"pairs", "primary_success_rate", b"primary_success_rate", "semantic_dropped", b"semantic_dropped", "semantic_pairs", b"semantic_pairs", "shadow_success_rate", b"shadow_success_rate", "similarity_p10", b"similarity_p10", "similarity_p50", b"similarity_p50", "similarity_p90", b"similarity_p90", "task", b"task", "tokens_per_second_delta_p50", b"tokens_per_second_delta_p50", "ttft_delta_ms_p50", b"ttft_delta_ms_p50"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ShadowGroupReport: _TypeAlias = ShadowGroupReport  # noqa: Y015
+
+@_typing.final
+class ShadowEpisodeReport(_message.Message):
+    """ShadowEpisodeReport aggregates the pairs of one episode (memOS query, routing key)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROUTING_KEY_FIELD_NUMBER: _builtins.int
+    PAIRS_FIELD_NUMBER: _builtins.int
+    SHADOW_FAILURES_FIELD_NUMBER: _builtins.int
+    SIMILARITY_MIN_FIELD_NUMBER: _builtins.int
+    SEMANTIC_MIN_FIELD_NUMBER: _builtins.int
+    TASKS_FIELD_NUMBER: _builtins.int
+    routing_key: _builtins.str
+    """routing_key of the episode."""
+    pairs: _builtins.int
+    """pairs compared in the episode."""
+    shadow_failures: _builtins.int
+    """shadow_failures among them."""
+    similarity_min: _builtins.float
+    """similarity_min is the lowest text similarity of the episode's pairs."""
+    semantic_min: _builtins.float
+    """semantic_min is the lowest semantic similarity; absent when none was scored."""
+    @_builtins.property
+    def tasks(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.Task.ValueType]:
+        """tasks seen in the episode, in order of first appearance."""
+
+    def __init__(
+        self,
+        *,
+        routing_key: _builtins.str = ...,
+        pairs: _builtins.int = ...,
+        shadow_failures: _builtins.int = ...,
+        similarity_min: _builtins.float = ...,
+        semantic_min: _builtins.float | None = ...,
+        tasks: _abc.Iterable[_common_pb2.Task.ValueType] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_semantic_min", b"_semantic_min", "semantic_min", b"semantic_min"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_semantic_min", b"_semantic_min", "pairs", b"pairs", "routing_key", b"routing_key", "semantic_min", b"semantic_min", "shadow_failures", b"shadow_failures", "similarity_min", b"similarity_min", "tasks", b"tasks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__semantic_min: _TypeAlias = _typing.Literal["semantic_min"]  # noqa: Y015
+    _WhichOneofArgType__semantic_min: _TypeAlias = _typing.Literal["_semantic_min", b"_semantic_min"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__semantic_min) -> _WhichOneofReturnType__semantic_min | None: ...
+
+Global___ShadowEpisodeReport: _TypeAlias = ShadowEpisodeReport  # noqa: Y015
 
 @_typing.final
 class GetShadowReportRequest(_message.Message):
@@ -1926,19 +2096,23 @@ class GetShadowReportRequest(_message.Message):
 
     WINDOW_SECONDS_FIELD_NUMBER: _builtins.int
     WORST_FIELD_NUMBER: _builtins.int
+    BY_EPISODE_FIELD_NUMBER: _builtins.int
     window_seconds: _builtins.int
     """window_seconds of comparisons to include; 0 means everything retained."""
     worst: _builtins.int
     """worst is how many worst-matching pairs to return (default 10)."""
+    by_episode: _builtins.bool
+    """by_episode also groups the pairs by episode (routing key), worst semantic score first."""
     def __init__(
         self,
         *,
         window_seconds: _builtins.int = ...,
         worst: _builtins.int = ...,
+        by_episode: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["window_seconds", b"window_seconds", "worst", b"worst"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_episode", b"by_episode", "window_seconds", b"window_seconds", "worst", b"worst"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1953,6 +2127,7 @@ class GetShadowReportResponse(_message.Message):
     GROUPS_FIELD_NUMBER: _builtins.int
     WORST_PAIRS_FIELD_NUMBER: _builtins.int
     SHADOW_ERROR_RATE_FIELD_NUMBER: _builtins.int
+    EPISODES_FIELD_NUMBER: _builtins.int
     shadow_error_rate: _builtins.float
     """shadow_error_rate over all pairs in the window."""
     @_builtins.property
@@ -1963,16 +2138,23 @@ class GetShadowReportResponse(_message.Message):
     def worst_pairs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShadowComparison]:
         """worst_pairs are the lowest-similarity pairs (texts only when captured)."""
 
+    @_builtins.property
+    def episodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShadowEpisodeReport]:
+        """episodes, with by_episode: one entry per episode, lowest semantic (else text) score first,
+        at most 100.
+        """
+
     def __init__(
         self,
         *,
         groups: _abc.Iterable[Global___ShadowGroupReport] | None = ...,
         worst_pairs: _abc.Iterable[Global___ShadowComparison] | None = ...,
         shadow_error_rate: _builtins.float = ...,
+        episodes: _abc.Iterable[Global___ShadowEpisodeReport] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups", "shadow_error_rate", b"shadow_error_rate", "worst_pairs", b"worst_pairs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["episodes", b"episodes", "groups", b"groups", "shadow_error_rate", b"shadow_error_rate", "worst_pairs", b"worst_pairs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
