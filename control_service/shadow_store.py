@@ -173,7 +173,7 @@ def _group(
         similarity_p90=quantile(similarity, 90),
         length_ratio_p50=_p50(m.length_ratio for m in both),
         embedding_cosine_p50=_p50(semantic),
-        embedding_cosine_p10=quantile(semantic, 0.1),
+        embedding_cosine_p10=quantile(semantic, 10),
         semantic_pairs=len(semantic),
         semantic_dropped=sum(1 for m in msgs if m.semantic_dropped),
         json_pairs=len(jsons),
