@@ -13,8 +13,8 @@ from clients.gen.llmgateway.v1 import common_pb2, control_pb2
 from llmcore.shadowing import mirroring
 from llmcore.vocabulary import ProviderName, TaskName
 from router_service.catalog import Catalog
-from router_service.lifecycle.timeouts import Overrides
 from router_service.config.evaluation import SemanticOptions
+from router_service.lifecycle.timeouts import Overrides
 
 _PROVIDER: dict[int, ProviderName] = {
     common_pb2.PROVIDER_OLLAMA: "ollama",
