@@ -29,13 +29,9 @@ from router_service.config.subscriber import (
 )
 from router_service.dispatch import Dispatcher
 from router_service.engine_health import EngineHealth
-from router_service.providers import (
-    OllamaProvider,
-    OpenAICompatProvider,
-    Provider,
-    ProviderLimits,
-    build_http_client,
-)
+from router_service.pools import EnginePool
+from router_service.pools.build import PoolRuntime, build_pools
+from router_service.providers import Provider
 from router_service.request_stats import RequestStatsRecorder
 from router_service.retry import RetryPolicy
 from router_service.servicer import RouterServicer
@@ -52,7 +48,6 @@ from router_service.telemetry import (
     build_tracer_provider,
     client_interceptors,
     get_tracer,
-    instrument_http_client,
     server_interceptors,
     start_metrics_server,
     tracing_endpoint,
@@ -66,22 +61,8 @@ SERVICE_NAME: str = router_pb2.DESCRIPTOR.services_by_name["RouterService"].full
 def build_providers(
     settings: RouterSettings, tracer_provider: TracerProvider | None = None
 ) -> dict[ProviderName, Provider]:
-    limits = ProviderLimits(settings.connect_timeout_s, settings.read_timeout_s)
-    vllm_headers = (
-        {"authorization": f"Bearer {settings.vllm_api_key}"} if settings.vllm_api_key else None
-    )
-    ollama = build_http_client(
-        settings.ollama_base_url, limits, settings.max_connections_per_backend
-    )
-    vllm = build_http_client(
-        settings.vllm_base_url, limits, settings.max_connections_per_backend, headers=vllm_headers
-    )
-    for client in (ollama, vllm):
-        instrument_http_client(client, tracer_provider)
-    return {
-        "ollama": OllamaProvider(ollama, keep_alive=settings.ollama_keep_alive),
-        "vllm": OpenAICompatProvider(vllm),
-    }
+    """Each engine is a pool of replicas (docs/pools.md); one URL is a pool of one."""
+    return dict(build_pools(settings, tracer_provider))
 
 
 @dataclass
@@ -100,6 +81,7 @@ class RouterApp:
     subscriber: ConfigSubscriber | None = None
     control_channel: grpc.aio.Channel | None = None
     engines: EngineHealth | None = None
+    pool_runtime: PoolRuntime | None = None
     shadow: ShadowMirror | None = None
     # Observability: the Prometheus registry (always), its endpoint and the tracer provider.
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
@@ -116,6 +98,8 @@ class RouterApp:
         await self.health.enter_graceful_shutdown()
         if self.engines is not None:
             await self.engines.stop()
+        if self.pool_runtime is not None:
+            await self.pool_runtime.stop()
         if self.shadow is not None:
             await self.shadow.stop()  # shadows never hold up a shutdown
         if self.subscriber is not None:
@@ -167,6 +151,9 @@ async def start_router(
     registry = CollectorRegistry()
     metrics = RouterMetrics(registry)
     providers = providers if providers is not None else build_providers(settings, tracer_provider)
+    pools = {n: p for n, p in providers.items() if isinstance(p, EnginePool)}
+    pool_runtime = PoolRuntime(settings, pools)
+    await pool_runtime.start()  # a DNS source's first answer comes before serving
     stats = RouterStats()
     dispatcher = Dispatcher(
         providers,
@@ -245,6 +232,7 @@ async def start_router(
         settings, server, port, health_servicer, providers, servicer, holder, recorder, stats
     )
     app.shadow = shadow
+    app.pool_runtime = pool_runtime
     app.registry = registry
     app.tracer_provider = tracer_provider
     app.own_tracer_provider = own_tp

@@ -42,6 +42,7 @@ from router_service.values import (
     EmbedCall,
     EmbedOutput,
     FinishReason,
+    Route,
     SamplingOptions,
 )
 
@@ -89,6 +90,8 @@ class ChatIntent:
     request_id: str
     messages: tuple[ChatMessage, ...]
     options: SamplingOptions
+    # Issue 17 (engine pools): the request's placement context, on every call it makes.
+    route: Route | None = None
 
     @property
     def plain_text(self) -> bool:
@@ -164,6 +167,7 @@ class Dispatcher:
                 intent.options,
                 intent.request_id,
                 continue_final=sent.broken is not None,
+                route=intent.route,  # issue 17: the pool sees the request's replicas tried
             )
             breaker = self.breakers[cand.provider]
             for attempt_no in range(1, self._retry.attempts + 1):
@@ -281,6 +285,8 @@ class Dispatcher:
                 self._stats.record_failure(cand.provider, ErrorKind.LLM_TIMEOUT)
                 raise _deadline_error(cand, call.request_id) from None
             err = _stream_timeout(t, cand, call.request_id)
+            if call.route is not None:  # issue 17: the timeout counts against its replica
+                call.route.timed_out()
             first_token = t.which is Expired.FIRST_TOKEN
             outcome = Outcome.FIRST_TOKEN_TIMEOUT if first_token else Outcome.IDLE_TIMEOUT
             self._fail(breaker, err, cand, attempt, life, outcome)
@@ -332,6 +338,7 @@ class Dispatcher:
         candidates: list[Candidate],
         deadline: float,
         life: RequestLife | None = None,
+        route: Route | None = None,
     ) -> tuple[Candidate, EmbedOutput]:
         """The first engine that embeds ``inputs``; every attempt goes to ``life``."""
         life = life if life is not None else RequestLife(None)
@@ -343,7 +350,8 @@ class Dispatcher:
                     provider = self._providers.get(cand.provider)
                     if provider is None or cand.provider in down:
                         continue
-                    call = EmbedCall(cand.engine_model, inputs, request_id)
+                    # Issue 17: ``route`` carries the replicas tried across attempts.
+                    call = EmbedCall(cand.engine_model, inputs, request_id, route=route)
                     breaker = self.breakers[cand.provider]
                     for attempt_no in range(1, self._retry.attempts + 1):
                         if not breaker.allow():

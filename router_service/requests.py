@@ -13,7 +13,7 @@ from clients.gen.llmgateway.v1 import common_pb2, router_pb2
 from llmcore.vocabulary import ProviderName, TaskName
 from router_service.dispatch import ChatIntent, Continued
 from router_service.errors import FieldViolation, invalid
-from router_service.values import ChatMessage, SamplingOptions
+from router_service.values import ChatMessage, Route, SamplingOptions
 
 _TASKS: dict[int, TaskName] = {
     common_pb2.TASK_UNSPECIFIED: "analysis",
@@ -134,7 +134,9 @@ def generate_input(req: router_pb2.GenerateRequest, request_id: str, lim: Limits
         raise invalid(bad)
     assert task is not None
     return GenerateInput(
-        intent=ChatIntent(request_id, tuple(messages), options),
+        # Issue 17: the caller's own routing key (not the request-id default) is the episode
+        # affinity inside an engine pool.
+        intent=ChatIntent(request_id, tuple(messages), options, route=Route(req.routing_key)),
         routing_key=req.routing_key or request_id,
         task=task,
         model=req.model.strip(),

@@ -38,6 +38,7 @@ from router_service.requests import (
 from router_service.settings import RouterSettings
 from router_service.shadow import ShadowMirror, ShadowTicket
 from router_service.telemetry import GenAIObserver
+from router_service.values import Route
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +229,14 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             if not admitted:
                 raise _overloaded(rid)
             cand, out = await self._obs.embedding(
-                self._dispatcher.embed(rid, inp.inputs, candidates, self._deadline(context), life),
+                self._dispatcher.embed(
+                    rid,
+                    inp.inputs,
+                    candidates,
+                    self._deadline(context),
+                    life,
+                    route=Route(request.routing_key),  # issue 17: placement in a pool
+                ),
                 rid,
                 inp.model,
                 candidates,

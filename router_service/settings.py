@@ -43,6 +43,22 @@ class RouterSettings(YamlFileSettings):
         default="http://127.0.0.1:8000",
         validation_alias=AliasChoices("vllm_base_url", "VLLM_BASE_URL"),
     )
+    # Engine pools (docs/pools.md): comma-separated replica URLs; when set they replace the
+    # single URL above. A DNS URL (http://NAME:PORT, a Kubernetes headless service) adds the
+    # addresses NAME resolves to, re-resolved every dns_refresh_s.
+    ollama_base_urls: str = Field(
+        default="", validation_alias=AliasChoices("ollama_base_urls", "OLLAMA_BASE_URLS")
+    )
+    vllm_base_urls: str = Field(
+        default="", validation_alias=AliasChoices("vllm_base_urls", "VLLM_BASE_URLS")
+    )
+    ollama_dns_url: str = ""
+    vllm_dns_url: str = ""
+    dns_refresh_s: float = Field(default=10.0, gt=0)
+    # Consistent hashing with bounded loads: no replica above this many times the mean load.
+    pool_load_factor: float = Field(default=1.25, ge=1.0)
+    # How often each replica's own load signals (vLLM /metrics, Ollama /api/ps) are read.
+    replica_scrape_interval_s: float = Field(default=1.0, gt=0)
     vllm_api_key: str = Field(
         default="", validation_alias=AliasChoices("vllm_api_key", "VLLM_API_KEY")
     )
@@ -147,6 +163,33 @@ class RouterSettings(YamlFileSettings):
         if not v.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return v.rstrip("/")
+
+    @field_validator("ollama_base_urls", "vllm_base_urls")
+    @classmethod
+    def _url_list(cls, v: str) -> str:
+        for url in v.split(","):
+            url = url.strip()
+            if url and not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} must be an http:// or https:// URL")
+        return v
+
+    @field_validator("ollama_dns_url", "vllm_dns_url")
+    @classmethod
+    def _dns_url(cls, v: str) -> str:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("must be http(s)://NAME:PORT")
+        return v
+
+    def replica_urls(self, engine: ProviderName) -> list[str]:
+        """The static replicas of ``engine``: the list if set, else the single URL unless a
+        DNS source replaces it."""
+        listed = self.ollama_base_urls if engine == "ollama" else self.vllm_base_urls
+        dns = self.ollama_dns_url if engine == "ollama" else self.vllm_dns_url
+        single = self.ollama_base_url if engine == "ollama" else self.vllm_base_url
+        urls = [u.strip().rstrip("/") for u in listed.split(",") if u.strip()]
+        if urls:
+            return list(dict.fromkeys(urls))
+        return [] if dns else [single]
 
     @model_validator(mode="after")
     def _consistent(self) -> RouterSettings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -23,6 +24,26 @@ class SamplingOptions:
     seed: int | None = None
 
 
+@dataclass(slots=True)
+class Route:
+    """One request's placement context inside an engine pool (router_service.pools), shared by
+    all its attempts: the same object rides on every ``ChatCall``/``EmbedCall`` of the request.
+
+    ``key`` is the caller's routing key (memOS's query id: episode affinity), "" when it sent
+    none. The pool adds each replica it sends an attempt to in ``tried``, so a retry goes to
+    another replica; ``on_timeout`` is set by the pool for the attempt in flight, so a stream
+    timeout the dispatcher detects counts against that replica.
+    """
+
+    key: str = ""
+    tried: set[str] = field(default_factory=set)
+    on_timeout: Callable[[], None] | None = None
+
+    def timed_out(self) -> None:
+        if self.on_timeout is not None:
+            self.on_timeout()
+
+
 @dataclass(frozen=True, slots=True)
 class ChatCall:
     """One request to one engine: the engine's model name, messages and options."""
@@ -34,6 +55,8 @@ class ChatCall:
     # The last message is a partial assistant answer the engine must continue, not answer
     # (continuation failover, router_service.lifecycle.continuation).
     continue_final: bool = False
+    # Placement inside an engine pool (issue 17); None: a fresh context per call.
+    route: Route | None = field(default=None, compare=False)
 
 
 @dataclass(slots=True)
@@ -54,6 +77,7 @@ class EmbedCall:
     model: str
     inputs: tuple[str, ...]
     request_id: str
+    route: Route | None = field(default=None, compare=False)  # as ChatCall.route
 
 
 @dataclass(slots=True)

@@ -121,7 +121,9 @@ async def test_200_cancelled_calls_count_nothing_and_leak_nothing(
         assert stack.of(flavor) == ["idle_timeout"] * 2 + ["cancelled"] * 200
         # Neither success nor failure: the counter is where it was, the pool is whole.
         assert stack.router.recorder.consecutive_timeouts(flavor) == 2
-        transport: Any = stack.router.providers[flavor]._client._transport  # type: ignore[attr-defined]
+        pool: Any = stack.router.providers[flavor]  # an engine pool of one (issue 17)
+        (replica,) = pool.replicas.values()
+        transport: Any = replica.provider._client._transport
         limit = stack.router.settings.max_connections_per_backend
         assert transport._slots._value == limit  # every slot released
         if flavor == "vllm":
