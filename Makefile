@@ -25,13 +25,18 @@ demo: $(STAMP)
 test: $(STAMP) system-deps lint typecheck
 	$(PY) -m pytest -q
 
-# Debian packages the tests run for real: Prometheus (observability tests scrape the services).
+# Debian packages the tests run for real: Prometheus (observability tests scrape the services)
+# and etcd-server (the etcd store and leader election run on a three-member etcd cluster).
 system-deps:
-	@command -v prometheus >/dev/null || { \
+	@missing=""; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v etcd >/dev/null || missing="$$missing etcd-server"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	      apt-get install -y -qq --no-install-recommends prometheus; \
-	  else echo "make test needs Debian's prometheus: sudo apt-get install prometheus" >&2; exit 1; fi; }
+	      apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "make test needs Debian's$$missing: sudo apt-get install$$missing" >&2; exit 1; fi; \
+	fi
 
 # Release baseline of the protos: `buf breaking` refuses any change that is not additive.
 PROTO_BASELINE := protos/baseline/llmgateway-v0.1.0.binpb

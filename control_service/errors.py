@@ -7,6 +7,8 @@
 * :class:`VersionConflict` - compare-and-set failed (ABORTED; nothing changed).
 * :class:`PreconditionFailed` - valid, but the system's state refuses it (FAILED_PRECONDITION
   with an ErrorInfo reason and a ``PreconditionFailure`` naming the field).
+* :class:`NotLeader` - a mutation reached a replica that is not the leader, or a former leader
+  whose write was fenced (UNAVAILABLE, ErrorInfo ``NOT_LEADER`` with the leader's address).
 """
 
 from __future__ import annotations
@@ -103,3 +105,14 @@ class PreconditionFailed(ControlError):
 
 class StoreError(ControlError):
     """The store is unusable (corrupt, newer schema than this build knows, closed)."""
+
+
+class NotLeader(StoreError):
+    """This replica may not write: it is a follower, or a former leader whose leadership key is
+    no longer its own (fenced). ``leader_address`` (empty while no leader is known) is where
+    clients send the mutation instead."""
+
+    def __init__(self, message: str, *, leader_id: str = "", leader_address: str = "") -> None:
+        self.leader_id = leader_id
+        self.leader_address = leader_address
+        super().__init__(message)

@@ -10,6 +10,7 @@ from google.rpc import error_details_pb2
 from control_service.errors import (
     ControlError,
     InvalidChange,
+    NotLeader,
     PreconditionFailed,
     StoreError,
     TransitionError,
@@ -46,6 +47,11 @@ def to_status(err: ControlError) -> grpc.Status:
         code, reason = grpc.StatusCode.ABORTED, "VERSION_CONFLICT"
         metadata["expected_version"] = str(err.expected)
         metadata["current_version"] = str(err.current)
+    elif isinstance(err, NotLeader):
+        # Transient: llmctl and the client library retry at metadata["leader_address"].
+        code, reason = grpc.StatusCode.UNAVAILABLE, "NOT_LEADER"
+        metadata["leader_address"] = err.leader_address
+        metadata["leader_id"] = err.leader_id
     elif isinstance(err, StoreError):
         code, reason = grpc.StatusCode.UNAVAILABLE, "STORE_UNAVAILABLE"
     else:

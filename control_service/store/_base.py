@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -79,3 +80,11 @@ class StateStore(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+def with_evidence(after_json: str, evidence: Mapping[str, Any]) -> str:
+    """An audit event's ``after_json`` with a decision's evidence under ``"evidence"`` (the
+    same in every store)."""
+    after = json.loads(after_json)
+    after["evidence"] = dict(evidence)
+    return json.dumps(after, sort_keys=True)

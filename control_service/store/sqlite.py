@@ -19,10 +19,9 @@ verdicts, alerts; :meth:`SqliteStore.record`) filed under the same version.
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any, TypeVar
 from control_service import state as st
 from control_service.errors import StoreError, VersionConflict
 from control_service.state import AuditEvent, DesiredState, Snapshot
-from control_service.store._base import Decision, Mutation
+from control_service.store._base import Decision, Mutation, with_evidence
 
 T = TypeVar("T")
 
@@ -82,13 +81,6 @@ _EVENT_COLUMNS = "version, time, actor, action, reason, before_json, after_json"
 
 def _event(row: Sequence[Any]) -> AuditEvent:
     return AuditEvent(int(row[0]), float(row[1]), row[2], row[3], row[4], row[5], row[6])
-
-
-def _with_evidence(after_json: str, evidence: Mapping[str, Any]) -> str:
-    """``after_json`` with the decision's evidence under ``"evidence"``."""
-    after = json.loads(after_json)
-    after["evidence"] = dict(evidence)
-    return json.dumps(after, sort_keys=True)
 
 
 class SqliteStore:
@@ -236,7 +228,7 @@ class SqliteStore:
             new = Snapshot(current.version + 1, change.state, self._clock())
             before, after = st.changed_parts(current.state, change.state)
             if change.evidence is not None:
-                after = _with_evidence(after, change.evidence)
+                after = with_evidence(after, change.evidence)
             db.execute(
                 "INSERT INTO snapshots (version, created_at, state_json) VALUES (?, ?, ?)",
                 (new.version, new.created_at, st.dumps(new.state)),
@@ -303,7 +295,7 @@ class SqliteStore:
                 action=decision.action,
                 reason=decision.reason,
                 before_json="{}",
-                after_json=_with_evidence("{}", decision.evidence),
+                after_json=with_evidence("{}", decision.evidence),
             )
             db.execute(
                 f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",

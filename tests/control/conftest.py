@@ -186,3 +186,7 @@ async def wait_until(control: Control, predicate: Callable[[], bool], within: fl
 async def wait_synced(control: Control, version: int, count: int) -> None:
     """Wait until ``count`` connected routers ACKed ``version``."""
     await wait_until(control, lambda: len(control.app.hub.synced(version)) == count)
+
+
+# The shared etcd cluster (session-scoped) for the etcd store and leadership tests.
+from tests.control.etcd_fixture import etcd_cluster, etcd_prefix  # noqa: E402, F401

@@ -1,5 +1,6 @@
-"""The SQLite store on a real file: persistence, compare-and-set, monotonic versions, schema
-versioning, and a kill -9 right after an acknowledged commit."""
+"""What is SQLite's own in the SQLite store (the contract every store keeps is in
+tests/control/store_contract): WAL and schema pragmas, a newer schema refused, and a kill -9
+right after an acknowledged commit."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from control_service import phases
-from control_service.errors import StoreError, TransitionError, VersionConflict
-from control_service.state import DesiredState, Phase, Snapshot, default_state
+from control_service.errors import StoreError
+from control_service.state import DesiredState, Snapshot, default_state
 from control_service.store import SCHEMA_VERSION, Change, SqliteStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,25 +35,6 @@ async def opened(path: Path, initial: DesiredState | None = None) -> SqliteStore
     return store
 
 
-async def test_bootstrap_then_persist_across_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "sub" / "control.db"
-    store = SqliteStore(path)
-    first = await store.open(default_state())
-    assert first.version == 1
-    snap, changed = await store.commit(0, promote)
-    assert (snap.version, changed, snap.state.migration.phase) == (2, True, Phase.SHADOW)
-    await store.close()
-
-    store = await opened(path)
-    cur = await store.current()
-    assert (cur.version, cur.state.migration.phase) == (2, Phase.SHADOW)
-    events = await store.events(0, 10)
-    assert [(e.version, e.action) for e in events] == [(2, "promote"), (1, "init")]
-    assert json.loads(events[0].after_json) == {"migration.phase": "SHADOW"}
-    assert (events[0].actor, events[0].reason) == ("tester", "test")
-    await store.close()
-
-
 async def test_sqlite_settings(tmp_path: Path) -> None:
     store = await opened(tmp_path / "c.db")
     await store.close()
@@ -62,55 +44,6 @@ async def test_sqlite_settings(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     finally:
         conn.close()
-
-
-async def test_compare_and_set(tmp_path: Path) -> None:
-    store = await opened(tmp_path / "c.db")
-    await store.commit(1, promote)
-    with pytest.raises(VersionConflict) as exc:
-        await store.commit(1, promote)
-    assert (exc.value.expected, exc.value.current) == (1, 2)
-    assert (await store.current()).version == 2
-    assert len(await store.events(0, 10)) == 2  # nothing written by the conflict
-    await store.close()
-
-
-async def test_a_failing_mutation_writes_nothing(tmp_path: Path) -> None:
-    store = await opened(tmp_path / "c.db")
-
-    def illegal(snap: Snapshot) -> Change:
-        phases.undo(snap.state.migration)  # FACADE: nothing to undo
-        raise AssertionError("unreachable")
-
-    with pytest.raises(TransitionError):
-        await store.commit(0, illegal)
-    assert await store.ping() == 1
-    # No change: no version, no event.
-    snap, changed = await store.commit(0, lambda s: None)
-    assert (snap.version, changed) == (1, False)
-    assert len(await store.events(0, 10)) == 1
-    await store.close()
-
-
-async def test_versions_never_go_backwards_across_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "c.db"
-    seen = []
-    for _ in range(3):
-        store = await opened(path)
-        snap, _ = await store.commit(0, promote)
-        seen.append(snap.version)
-        await store.close()
-    assert seen == [2, 3, 4]
-
-
-async def test_event_paging(tmp_path: Path) -> None:
-    store = await opened(tmp_path / "c.db")
-    for _ in range(4):
-        await store.commit(0, promote)
-    assert [e.version for e in await store.events(0, 2)] == [5, 4]
-    assert [e.version for e in await store.events(4, 2)] == [3, 2]
-    assert [e.version for e in await store.events(2, 2)] == [1]
-    await store.close()
 
 
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
