@@ -20,6 +20,8 @@ from control_service.gpu import GB, GpuBackend, GpuMonitor
 from control_service.gpu_service import GpuService, MonitorVramSource, build_monitor
 from control_service.health import EngineProber, HealthAggregator, engine_probe_urls
 from control_service.hub import Hub
+from control_service.leadership.replica import Replica
+from control_service.leadership.setup import HaParts
 from control_service.rollback.gate import GateThresholds
 from control_service.rollback.golden_runner import GoldenRunner
 from control_service.rollback.gonogo import GoNoGo, VramSource
@@ -29,8 +31,11 @@ from control_service.session import ExpiryAudit, SessionPolicy
 from control_service.settings import ControlSettings
 from control_service.shadow_store import ShadowStore
 from control_service.state import default_state
+from control_service.stats_ingest import StatsIngest
 from control_service.stats_windows import StatsWindows
-from control_service.store import SqliteStore, StateStore
+from control_service.store import StateStore
+from control_service.store.etcd import EtcdStore
+from control_service.store.factory import open_store
 from control_service.telemetry import ControlStateCollector, RollbackObserver, VllmMetricsReader
 from llmcore.telemetry import (
     MetricsServer,
@@ -81,6 +86,8 @@ class ControlApp:
     vllm_metrics: VllmMetricsReader | None = field(default=None, kw_only=True)
     tracer_provider: TracerProvider | None = field(default=None, kw_only=True)
     own_tracer_provider: bool = field(default=False, kw_only=True)
+    # HA (etcd store): this replica's leadership, state follower and stats relay.
+    replica: Replica | None = field(default=None, kw_only=True)
 
     @property
     def metrics_port(self) -> int | None:
@@ -89,6 +96,8 @@ class ControlApp:
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, end router sessions (UNAVAILABLE, so they reconnect), let unary
         calls finish within ``grace`` seconds, then close the store and the HTTP client."""
+        if self.replica is not None:
+            await self.replica.stop()  # resigns: a follower takes over without waiting a TTL
         if self.rollback is not None:
             await self.rollback.stop()
         if self.vllm_metrics is not None:
@@ -157,7 +166,7 @@ async def start_control(
             "llm-control", tracing_endpoint(settings.otlp_endpoint)
         )
     tracer = get_tracer(tracer_provider)
-    store = store if store is not None else SqliteStore(settings.db_path)
+    store = store if store is not None else open_store(settings)
     hub = Hub(
         expiry_s=settings.router_expiry_s,
         max_routers=settings.max_routers,
@@ -172,6 +181,13 @@ async def start_control(
         await store.close()
         raise
     stats = StatsWindows(settings.stats_retention_s, settings.stats_slot_s, clock=time.time)
+    shadow = ShadowStore(settings.shadow_retention_s, settings.shadow_max_pairs, clock=time.time)
+    # HA (etcd): stats go through etcd to every replica; leadership starts once the port is known.
+    ha = (
+        HaParts(store, settings, StatsIngest(stats, shadow).add)
+        if isinstance(store, EtcdStore)
+        else None
+    )
     own_client = http_client is None
     client = http_client if http_client is not None else httpx.AsyncClient()
     prober = EngineProber(
@@ -186,6 +202,7 @@ async def start_control(
         lambda: (controller.current.version, controller.current.state),
         prober,
         store_timeout_s=settings.store_health_timeout_s,
+        extra=ha.components if ha is not None else None,
     )
     gpu_monitor = build_monitor(settings, gpu_backend)
     gpu = GpuService(gpu_monitor, controller, headroom_bytes=int(settings.gpu_headroom_gb * GB))
@@ -213,7 +230,6 @@ async def start_control(
         if settings.rollback_enabled
         else None
     )
-    shadow = ShadowStore(settings.shadow_retention_s, settings.shadow_max_pairs, clock=time.time)
     servicer = ControlServicer(
         controller,
         hub,
@@ -228,6 +244,8 @@ async def start_control(
             record=controller.record,
             max_report_count=settings.max_report_count,
         ),
+        stats_sink=ha.relay.publish if ha is not None else None,
+        session_catch_up_s=2.0 if ha is not None else 0.0,
     )
     server = grpc.aio.server(
         interceptors=[
@@ -267,6 +285,10 @@ async def start_control(
     registry = CollectorRegistry()
     if rollback is not None:
         rollback.observers.append(RollbackObserver(registry, tracer))
+    replica = None
+    if ha is not None:
+        replica = ha.start(controller, rollback, port, registry)  # the leader runs the loop
+    elif rollback is not None:
         rollback.start()
     vllm_metrics = VllmMetricsReader(
         client, settings.vllm_base_url, settings.vllm_metrics_interval_s
@@ -275,6 +297,8 @@ async def start_control(
     try:
         metrics_server = await start_metrics_server(registry, settings.host, settings.metrics_port)
     except BaseException:
+        if replica is not None:
+            await replica.stop()
         if rollback is not None:
             await rollback.stop()
         await server.stop(0)
@@ -293,7 +317,7 @@ async def start_control(
         port,
         "TLS" if creds is not None else "plaintext",
         snap.version,
-        settings.db_path,
+        settings.store or settings.db_path,
     )
     return ControlApp(
         settings,
@@ -316,4 +340,5 @@ async def start_control(
         vllm_metrics=vllm_metrics,
         tracer_provider=tracer_provider,
         own_tracer_provider=own_tp,
+        replica=replica,
     )

@@ -57,6 +57,10 @@ class Controller:
             raise RuntimeError("controller not started")
         return self._current
 
+    def observe(self, snap: Snapshot) -> None:
+        """A version another replica committed (HA: the store's watch); published when newer."""
+        self._publish(snap)
+
     def _publish(self, snap: Snapshot) -> None:
         if self._current is None or snap.version > self._current.version:
             self._current = snap

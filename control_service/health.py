@@ -131,8 +131,11 @@ class HealthAggregator:
         prober: EngineProber,
         store_timeout_s: float = 0.3,
         store_slow_ms: float = 100.0,
+        extra: Callable[[], list[ComponentHealth]] | None = None,
     ) -> None:
         self._store = store
+        # More components of this process (HA: the replica's leadership).
+        self._extra = extra
         self._hub = hub
         self._current = current_state
         self._prober = prober
@@ -182,5 +185,7 @@ class HealthAggregator:
             if e.name == "engine/vllm" and e.status is Health.DOWN and not vllm_in_use(state):
                 e = replace(e, status=Health.DEGRADED, detail=f"{e.detail} (carries no traffic)")
             components.append(e)
+        if self._extra is not None:
+            components.extend(self._extra())
         components.extend(self._routers(version))
         return max(c.status for c in components), components

@@ -22,6 +22,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--host", help="listen address (LLM_CONTROL_HOST)")
     p.add_argument("--port", type=int, help="listen port, 0 for any (LLM_CONTROL_PORT)")
     p.add_argument("--db", type=Path, help="SQLite state file (LLM_CONTROL_DB_PATH)")
+    p.add_argument(
+        "--store",
+        help="sqlite (default) or etcd://host:port,host:port,... (LLM_CONTROL_STORE; docs/ha.md)",
+    )
     p.add_argument("--config", type=Path, help="YAML settings file (LLM_CONTROL_CONFIG_FILE)")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
@@ -37,9 +41,9 @@ async def serve(settings: ControlSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     version = app.controller.current.version
+    where = settings.store or settings.db_path
     print(
-        f"llm-control ready on {settings.host}:{app.port} (state v{version}, {settings.db_path})",
-        flush=True,
+        f"llm-control ready on {settings.host}:{app.port} (state v{version}, {where})", flush=True
     )
     await stop.wait()
     logging.getLogger(__name__).info(
@@ -59,6 +63,8 @@ def main(argv: list[str] | None = None) -> None:
         overrides["port"] = args.port
     if args.db:
         overrides["db_path"] = args.db
+    if args.store:
+        overrides["store"] = args.store
     if args.config:
         overrides["config_file"] = args.config
     try:

@@ -18,7 +18,7 @@ from control_service.grpc_errors import to_status
 from control_service.health import Health, HealthAggregator
 from control_service.hub import Hub
 from control_service.rollback.gonogo import GoNoGo
-from control_service.session import SessionHandler, SessionPolicy
+from control_service.session import SessionHandler, SessionPolicy, StatsSink
 from control_service.shadow_store import DEFAULT_WORST, ShadowStore
 from control_service.state import ChangeMeta, Snapshot
 from control_service.stats_windows import StatsWindows
@@ -74,6 +74,8 @@ class ControlServicer:
         shadow: ShadowStore | None = None,
         identify: Identify | None = None,
         session_policy: SessionPolicy | None = None,
+        stats_sink: StatsSink | None = None,
+        session_catch_up_s: float = 0.0,
     ) -> None:
         self._controller = controller
         # Who the caller is (control_service.auth); None: everyone is anonymous (no credentials).
@@ -86,7 +88,14 @@ class ControlServicer:
         self._gonogo = gonogo
         # A bound coroutine function: grpc.aio picks the reader/writer API by inspecting it.
         self._shadow = shadow if shadow is not None else ShadowStore()
-        self.RouterSession = SessionHandler(hub, stats, self._shadow, session_policy).handle
+        self.RouterSession = SessionHandler(
+            hub,
+            stats,
+            self._shadow,
+            session_policy,
+            sink=stats_sink,
+            catch_up_s=session_catch_up_s,
+        ).handle
 
     async def _call(self, context: Context, fn: Callable[[], Awaitable[T]]) -> T:
         """The one error mapping: domain errors to rich statuses, anything else to INTERNAL."""

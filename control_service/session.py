@@ -9,6 +9,7 @@ per router.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,12 +18,12 @@ from dataclasses import dataclass
 import grpc
 
 from clients.gen.llmgateway.v1 import control_pb2
-from control_service import convert
 from control_service.authz import ANONYMOUS, NAME_RE, Principal
 from control_service.errors import FieldViolation, InvalidChange
 from control_service.grpc_errors import to_status
 from control_service.hub import Hub, HubFull, IdInUse, RouterRecord, Session
 from control_service.shadow_store import ShadowStore
+from control_service.stats_ingest import StatsIngest
 from control_service.stats_validation import check_report, summary
 from control_service.stats_windows import StatsWindows
 from control_service.store import Decision
@@ -30,6 +31,7 @@ from llmcore.logsafe import safe
 
 log = logging.getLogger(__name__)
 
+StatsSink = Callable[[str, control_pb2.StatsReport], None]
 SessionContext = grpc.aio.ServicerContext[control_pb2.RouterSessionRequest, bytes]
 
 
@@ -57,12 +59,21 @@ class SessionHandler:
         stats: StatsWindows,
         shadow: ShadowStore | None = None,
         policy: SessionPolicy | None = None,
+        sink: StatsSink | None = None,
+        catch_up_s: float = 0.0,
     ) -> None:
         self._hub = hub
         self._stats = stats
         self._shadow = shadow
         self._policy = policy or SessionPolicy()
         self._audited: dict[str, float] = {}
+        # HA: a router that failed over from a replica a version ahead of this one waits this
+        # long for this replica's watch to catch up, so it is never sent an older version (a
+        # config flap); after that (a store that really is older) it gets what there is.
+        self._catch_up_s = catch_up_s
+        # Where a valid stats report goes: this process's windows, or (HA) the etcd stats relay,
+        # which feeds every replica's windows, so the leader's rollback loop sees the whole fleet.
+        self._sink = sink if sink is not None else StatsIngest(stats, shadow).add
 
     async def handle(
         self,
@@ -99,6 +110,7 @@ class SessionHandler:
             hello.applied_version,
             self._hub.current.version if self._hub.current else 0,
         )
+        await self._catch_up(hello.applied_version)
         reader = asyncio.create_task(self._read(session, requests))
         try:
             while (pub := await self._hub.next_to_send(session)) is not None:
@@ -121,6 +133,16 @@ class SessionHandler:
         if self._hub.shutting_down:
             # UNAVAILABLE is transient: the router reconnects (to a restarted or other replica).
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the control service is stopping")
+
+    async def _catch_up(self, applied_version: int) -> None:
+        hub = self._hub
+        if not self._catch_up_s or (hub.current and hub.current.version >= applied_version):
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._catch_up_s):
+                await hub.wait_for(
+                    lambda: hub.current is not None and hub.current.version >= applied_version
+                )
 
     async def _read(
         self, session: Session, requests: AsyncIterator[control_pb2.RouterSessionRequest]
@@ -146,16 +168,7 @@ class SessionHandler:
                     if bad:
                         await self._refuse(session, bad)
                         return
-                    try:
-                        report = convert.stats_report_from_proto(router_id, req.stats)
-                    except ValueError as exc:
-                        log.warning(
-                            "router %s sent an unusable stats report: %s", safe(router_id), exc
-                        )
-                    else:
-                        self._stats.add(report)
-                    if self._shadow is not None:  # comparisons stand apart from the histograms
-                        self._shadow.add(router_id, req.stats)
+                    self._sink(router_id, req.stats)
                 self._hub.seen(session)
         except asyncio.CancelledError:
             raise

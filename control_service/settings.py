@@ -14,6 +14,7 @@ from pydantic_settings import SettingsConfigDict
 
 from control_service.authz import Credentials, build_credentials
 from control_service.state import SEED_SPLIT_STEPS
+from control_service.store.etcd_url import parse_endpoints
 from llmcore.settings import YamlFileSettings
 
 
@@ -30,6 +31,17 @@ class ControlSettings(YamlFileSettings):
 
     # Durable state.
     db_path: Path = Path("./.run/control.db")
+    # The store: "" or "sqlite" (db_path, one process), or "etcd://host:port,host:port,..."
+    # (several replicas, one leader; docs/ha.md). LLM_CONTROL_STORE or --store.
+    store: str = ""
+    etcd_prefix: str = "/llmgateway"
+    # The leader's lease: a dead leader is replaced within this (plus a round trip). etcd's
+    # smallest lease is 2 s with its default election timeout.
+    leader_lease_ttl_s: int = Field(default=10, ge=2, le=300)
+    # How clients reach this replica (host:port), published when it leads; default host:port
+    # (the hostname when listening on all interfaces). replica_id defaults to that address.
+    advertise_address: str = ""
+    replica_id: str = ""
     # Used only when the store is empty (the first start): the SPLIT weights promote walks.
     split_steps: list[int] = Field(default_factory=lambda: list(SEED_SPLIT_STEPS))
 
@@ -141,6 +153,22 @@ class ControlSettings(YamlFileSettings):
         if not v.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return v.rstrip("/")
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, v: str) -> str:
+        v = v.strip()
+        if v in ("", "sqlite"):
+            return ""
+        if not v.startswith("etcd://"):
+            raise ValueError('must be "sqlite" or "etcd://host:port,host:port,..."')
+        parse_endpoints(v)
+        return v
+
+    @property
+    def etcd_endpoints(self) -> list[str]:
+        """The etcd members named by ``store`` (empty: SQLite)."""
+        return parse_endpoints(self.store) if self.store else []
 
     @model_validator(mode="after")
     def _consistent(self) -> ControlSettings:

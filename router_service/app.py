@@ -80,6 +80,8 @@ class RouterApp:
     stats: RouterStats = field(default_factory=RouterStats)
     subscriber: ConfigSubscriber | None = None
     control_channel: grpc.aio.Channel | None = None
+    # One channel per control replica (control_address may list several); the first is above.
+    control_channels: list[grpc.aio.Channel] = field(default_factory=list)
     engines: EngineHealth | None = None
     pool_runtime: PoolRuntime | None = None
     shadow: ShadowMirror | None = None
@@ -104,8 +106,8 @@ class RouterApp:
             await self.shadow.stop()  # shadows never hold up a shutdown
         if self.subscriber is not None:
             await self.subscriber.stop()
-        if self.control_channel is not None:
-            await self.control_channel.close()
+        for channel in self.control_channels:
+            await channel.close()
         await self.server.stop(self.settings.grace_period_s if grace is None else grace)
         for p in self.providers.values():
             await p.aclose()
@@ -238,22 +240,27 @@ async def start_router(
     app.own_tracer_provider = own_tp
     if settings.control_address:
         creds = settings.control_credentials()
-        app.control_channel = (
+        # Comma-separated: several control replicas (HA), one channel each (docs/ha.md).
+        addresses = [a.strip() for a in settings.control_address.split(",") if a.strip()]
+        channels = [
             grpc.aio.secure_channel(
-                settings.control_address,
+                address,
                 creds,
                 options=SESSION_CHANNEL_OPTIONS,
                 interceptors=client_interceptors(tracer_provider),
             )
             if creds is not None
             else grpc.aio.insecure_channel(
-                settings.control_address,
+                address,
                 options=SESSION_CHANNEL_OPTIONS,
                 interceptors=client_interceptors(tracer_provider),
             )
-        )
+            for address in addresses
+        ]
+        app.control_channel = channels[0]
+        app.control_channels = channels
         app.subscriber = ConfigSubscriber(
-            app.control_channel,
+            channels,
             holder,
             recorder,
             SubscriberOptions(

@@ -77,8 +77,11 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--control",
         default=os.environ.get(CONTROL_ENV) or DEFAULT_CONTROL,
-        metavar="HOST:PORT",
-        help=f"control service (default ${CONTROL_ENV} or {DEFAULT_CONTROL})",
+        metavar="HOST:PORT[,HOST:PORT...]",
+        help=(
+            f"control service replicas, comma-separated: mutations follow the leader, an "
+            f"unreachable replica is skipped (default ${CONTROL_ENV} or {DEFAULT_CONTROL})"
+        ),
     )
     parser.add_argument(
         "--token",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from types import TracebackType
@@ -17,6 +18,7 @@ from clients.gen.llmgateway.v1 import common_pb2, control_pb2, control_pb2_grpc
 from clients.llm._channel import ChannelOption, channel_options
 from clients.llm._control_errors import map_control_error
 from clients.llm._convert import new_request_id
+from clients.llm._failover import leader_hint, next_target, split_targets
 from clients.llm._options import CallOptions, ClientDefaults, ResolvedCallOptions
 
 DEFAULT_CONTROL_TIMEOUT = 10.0
@@ -53,7 +55,14 @@ class ControlClient:
     :class:`clients.llm.ControlError` subclasses: InvalidArgument (with ``field_violations``),
     IllegalTransition, PreconditionFailed, VersionConflict, NotAuthorised, ControlUnavailable,
     ControlTimeout (all of them RouterErrors, whose ``status_code`` says the gRPC status).
+
+    ``target`` may list several replicas, comma-separated: a call refused by a follower
+    (NOT_LEADER) goes to the leader it names, and an unreachable replica is skipped for the next
+    one (clients.llm._failover).
     """
+
+    _targets: list[str]  # the replicas (``target`` split at commas); empty: from_channel
+    _dial: Callable[[str], grpc.aio.Channel] | None
 
     def __init__(
         self,
@@ -67,12 +76,20 @@ class ControlClient:
         options: Sequence[ChannelOption] = (),
     ) -> None:
         merged = channel_options(options)
-        channel = (
-            grpc.aio.secure_channel(target, credentials, options=merged)
-            if credentials is not None
-            else grpc.aio.insecure_channel(target, options=merged)
+
+        def dial(address: str) -> grpc.aio.Channel:
+            return (
+                grpc.aio.secure_channel(address, credentials, options=merged)
+                if credentials is not None
+                else grpc.aio.insecure_channel(address, options=merged)
+            )
+
+        # ``target`` may name several replicas (``a:1,b:2``): see clients.llm._failover.
+        self._targets = split_targets(target)
+        self._dial = dial
+        self._setup(
+            dial(self._targets[0]), True, _defaults(token, timeout, metadata, wait_for_ready)
         )
-        self._setup(channel, True, _defaults(token, timeout, metadata, wait_for_ready))
 
     @classmethod
     def from_channel(
@@ -86,6 +103,7 @@ class ControlClient:
     ) -> Self:
         """A client on ``channel``; :meth:`close` leaves the channel open."""
         client = cls.__new__(cls)
+        client._targets, client._dial = [], None
         client._setup(channel, False, _defaults(token, timeout, metadata, wait_for_ready))
         return client
 
@@ -96,6 +114,24 @@ class ControlClient:
         self._owns_channel = owns_channel
         self._defaults = defaults
         self._stub = control_pb2_grpc.ControlServiceStub(channel)
+        self._current = 0
+        self._channels: dict[int, grpc.aio.Channel] = {0: channel}
+        self._stubs: dict[int, control_pb2_grpc.ControlServiceAsyncStub] = {0: self._stub}
+
+    def _use(self, index: int) -> None:
+        """Make ``self._targets[index]`` the replica calls go to (dialled once, then kept)."""
+        if index not in self._channels:
+            assert self._dial is not None
+            self._channels[index] = self._dial(self._targets[index])
+            self._stubs[index] = control_pb2_grpc.ControlServiceStub(self._channels[index])
+        self._current = index
+        self._channel = self._channels[index]
+        self._stub = self._stubs[index]
+
+    @property
+    def target(self) -> str:
+        """The address calls go to now (after any failover); "" for a client on a channel."""
+        return self._targets[self._current] if self._targets else ""
 
     @property
     def channel(self) -> grpc.aio.Channel:
@@ -105,7 +141,8 @@ class ControlClient:
     async def close(self) -> None:
         """Closes the channel if the client opened it."""
         if self._owns_channel:
-            await self._channel.close()
+            for channel in self._channels.values():
+                await channel.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -126,16 +163,31 @@ class ControlClient:
         if request.DESCRIPTOR.full_name != method.input_type.full_name:
             raise TypeError(f"{rpc} takes {method.input_type.name}, not {request.DESCRIPTOR.name}")
         resolved = self._resolve(options)
-        stub_method: Callable[..., Awaitable[Message]] = getattr(self._stub, rpc)
-        try:
-            return await stub_method(
-                request,
-                timeout=resolved.timeout,
-                metadata=resolved.metadata,
-                wait_for_ready=resolved.wait_for_ready,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise map_control_error(exc) from exc
+        # Several replicas: a refusal naming the leader, or an unreachable replica, moves the
+        # call to another one (clients.llm._failover), the same RPC on that replica's stub.
+        tries = 1 + 2 * max(2, len(self._targets)) if self._targets else 1
+        for attempt in range(tries):
+            stub_method: Callable[..., Awaitable[Message]] = getattr(self._stub, rpc)
+            try:
+                return await stub_method(
+                    request,
+                    timeout=resolved.timeout,
+                    metadata=resolved.metadata,
+                    wait_for_ready=resolved.wait_for_ready,
+                )
+            except grpc.aio.AioRpcError as exc:
+                index = (
+                    next_target(exc, rpc, self._targets, self._current)
+                    if self._targets and attempt + 1 < tries
+                    else None
+                )
+                if index is None:
+                    raise map_control_error(exc) from exc
+                if not leader_hint(exc):
+                    # No leader named (unreachable, or an election under way): back off.
+                    await asyncio.sleep(min(1.0, 0.05 * 2**attempt))
+                self._use(index)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _resolve(self, options: CallOptions | None) -> ResolvedCallOptions:
         defaults = self._defaults

@@ -115,6 +115,7 @@ class EtcdStore:
         # Set by the leader election: every write is conditioned on it (fencing).
         self.fence: Fence | None = None
         self._revision = 0  # the etcd revision of the newest snapshot read
+        self.fenced_writes = 0  # writes refused by the fence (metrics)
         self._closed = False
 
     def _event_key(self, version: int, seq: int) -> bytes:
@@ -144,6 +145,7 @@ class EtcdStore:
         return f is not None and (leader is None or leader.create_revision != f.create_revision)
 
     def _not_leader(self, leader: KV | None) -> NotLeader:
+        self.fenced_writes += 1
         rec = LeaderRecord.from_bytes(leader.value) if leader is not None else LeaderRecord("", "")
         return NotLeader(
             "this replica's leadership ended; the write was refused (fenced)",

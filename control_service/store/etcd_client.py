@@ -66,23 +66,6 @@ class WatchEvent:
     kv: KV
 
 
-def parse_endpoints(spec: str) -> list[str]:
-    """``etcd://h:p,h:p`` (or bare ``h:p,h:p``) → ``["h:p", ...]``; port 2379 when omitted."""
-    body = spec.removeprefix("etcd://").strip().rstrip("/")
-    out = []
-    for part in body.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        host, sep, port = part.rpartition(":")
-        if not sep or not port.isdigit():
-            host, port = part, "2379"
-        out.append(f"{host}:{int(port)}")
-    if not out:
-        raise ValueError(f"no etcd endpoint in {spec!r}")
-    return out
-
-
 def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host.strip("[]"))
@@ -175,6 +158,12 @@ class EtcdClient:
         )
         resp = await self._call("Range", req)
         return [_kv(kv) for kv in resp.kvs]
+
+    async def range_at(self, start: bytes, end: bytes) -> tuple[int, list[KV]]:
+        """Every key in ``[start, end)`` and the revision they were read at (a watch from
+        that revision + 1 misses nothing and repeats nothing)."""
+        resp = await self._call("Range", rpc.RangeRequest(key=start, range_end=end))
+        return int(resp.header.revision), [_kv(kv) for kv in resp.kvs]
 
     async def read(self, keys: Sequence[bytes]) -> tuple[int, list[KV | None]]:
         """Several keys read at one revision (an empty-guard transaction); and that revision."""

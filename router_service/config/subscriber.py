@@ -9,6 +9,10 @@ An explicit state machine (style lesson 11, modelled on flagd's grpc_watcher):
   (UNAUTHENTICATED, PERMISSION_DENIED, UNIMPLEMENTED): still serving the last good snapshot and
   still retrying, at the slowest pace.
 
+Several control replicas (HA): one channel each; a session that ends moves to the next
+replica; the hello carries the applied version, so the new replica's first snapshot of that
+same version is only ACKed, never re-applied (no config flap).
+
 A snapshot is validated (``from_snapshot``), swapped in whole and ACKed; a snapshot that fails
 validation is NACKed with the reason and the previous config stays. The last good snapshot is
 written to disk behind the ACK (latest wins, one writer): an fsync per change on every router
@@ -26,7 +30,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,14 +82,19 @@ class SubscriberOptions:
 class ConfigSubscriber:
     def __init__(
         self,
-        channel: grpc.aio.Channel,
+        channel: grpc.aio.Channel | Sequence[grpc.aio.Channel],
         holder: ConfigHolder,
         recorder: RequestStatsRecorder,
         options: SubscriberOptions,
         rng: random.Random | None = None,
         on_change: Callable[[SubscriberState, int], None] | None = None,
     ) -> None:
-        self._stub = control_pb2_grpc.ControlServiceStub(channel)
+        # Several control replicas: one channel each; a lost session moves to the next one,
+        # and the hello's applied version lets it resume without re-applying anything.
+        channels = [channel] if isinstance(channel, grpc.aio.Channel) else list(channel)
+        self._stubs = [control_pb2_grpc.ControlServiceStub(c) for c in channels]
+        self._replica = 0
+        self._stub = self._stubs[0]
         self._holder = holder
         self._recorder = recorder
         self._opt = options
@@ -174,6 +183,9 @@ class ConfigSubscriber:
                 return
             if self.state is SubscriberState.SYNCED:
                 delay = self._opt.backoff_initial_s
+            if len(self._stubs) > 1:
+                self._replica = (self._replica + 1) % len(self._stubs)
+                self._stub = self._stubs[self._replica]
             self._disconnected()
             if fatal:
                 self._set_state(SubscriberState.ERROR)

@@ -15,7 +15,8 @@ from control_service.leadership.record import LeaderRecord
 from control_service.state import Snapshot, default_state, with_migration
 from control_service.store import Change, Decision, Mutation
 from control_service.store.etcd import SCHEMA_VERSION, EtcdStore, Fence
-from control_service.store.etcd_client import Compare, EtcdClient, Put, parse_endpoints
+from control_service.store.etcd_client import Compare, EtcdClient, Put
+from control_service.store.etcd_url import parse_endpoints
 from llmtools.etcd_cluster import EtcdCluster
 
 

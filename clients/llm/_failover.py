@@ -1,0 +1,62 @@
+"""Several control-service replicas behind one client: which address to try next.
+
+A replica that is not the leader refuses a mutation with UNAVAILABLE and ErrorInfo reason
+``NOT_LEADER`` whose metadata names ``leader_address``: the client retries there at once. A
+replica that does not answer (UNAVAILABLE: refused, reset; for reads also DEADLINE_EXCEEDED)
+is skipped for the next address in the list. Mutations are not retried after a deadline: the
+replica may have applied them (a compare-and-set ``expected_version`` makes such a retry safe,
+and the caller can do it knowingly).
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+NOT_LEADER = "NOT_LEADER"
+READ_METHODS = frozenset(
+    {"GetState", "ListEvents", "GetHealth", "GetShadowReport", "EvaluateGoNoGo", "GetGpuStatus"}
+    | {"SelectModel"}
+)
+
+
+def split_targets(target: str) -> list[str]:
+    """``a:1,b:2`` → ``["a:1", "b:2"]`` (one address stays one)."""
+    out = [t.strip() for t in target.split(",") if t.strip()]
+    if not out:
+        raise ValueError(f"no control address in {target!r}")
+    return out
+
+
+def leader_hint(exc: grpc.aio.AioRpcError) -> str:
+    """The leader's address of a NOT_LEADER refusal ("" when not one, or no leader known)."""
+    if exc.code() is not grpc.StatusCode.UNAVAILABLE:
+        return ""
+    status = rpc_status.from_call(exc)
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            if info.reason == NOT_LEADER:
+                return str(info.metadata.get("leader_address", ""))
+    return ""
+
+
+def next_target(
+    exc: grpc.aio.AioRpcError, method: str, targets: list[str], current: int
+) -> int | None:
+    """The index in ``targets`` to retry on (a new leader address is appended), or None."""
+    hint = leader_hint(exc)
+    if hint:
+        if hint not in targets:
+            targets.append(hint)
+        index = targets.index(hint)
+        return index if index != current else None
+    code = exc.code()
+    retry = code is grpc.StatusCode.UNAVAILABLE or (
+        code is grpc.StatusCode.DEADLINE_EXCEEDED and method in READ_METHODS
+    )
+    if retry and len(targets) > 1:
+        return (current + 1) % len(targets)
+    return None
