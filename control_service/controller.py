@@ -6,12 +6,14 @@ Plain Python: the servicer translates protos into the callables used here.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import trace
 
 from control_service import phases, validation
+from control_service.errors import StoreError
 from control_service.hub import Hub
 from control_service.state import (
     AuditEvent,
@@ -43,6 +45,7 @@ class Controller:
         self.hub = hub
         self._encode = encode
         self._current: Snapshot | None = None
+        self.read_through = False
 
     async def start(self, initial: DesiredState) -> Snapshot:
         """Open the store (``initial`` becomes version 1 of an empty one) and publish."""
@@ -56,6 +59,15 @@ class Controller:
         if self._current is None:
             raise RuntimeError("controller not started")
         return self._current
+
+    async def fresh(self) -> Snapshot:
+        """The current snapshot for a read: with ``read_through`` (HA, where another replica
+        may have just written) re-read from the store first, so a read after a write on any
+        replica sees it; if the store does not answer, what this replica has."""
+        if self.read_through:
+            with contextlib.suppress(StoreError):
+                self.observe(await self.store.current())
+        return self.current
 
     def observe(self, snap: Snapshot) -> None:
         """A version another replica committed (HA: the store's watch); published when newer."""

@@ -125,7 +125,7 @@ class ControlServicer:
     async def GetState(
         self, request: control_pb2.GetStateRequest, context: Context
     ) -> control_pb2.GetStateResponse:
-        snap = self._controller.current
+        snap = await self._controller.fresh()
         return control_pb2.GetStateResponse(
             snapshot=self._snapshot(snap),
             routers=[convert.router_to_proto(r, snap.version) for r in self._hub.routers()],

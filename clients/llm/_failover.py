@@ -29,18 +29,27 @@ def split_targets(target: str) -> list[str]:
     return out
 
 
-def leader_hint(exc: grpc.aio.AioRpcError) -> str:
-    """The leader's address of a NOT_LEADER refusal ("" when not one, or no leader known)."""
+def _not_leader_info(exc: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | None:
     if exc.code() is not grpc.StatusCode.UNAVAILABLE:
-        return ""
+        return None
     status = rpc_status.from_call(exc)
     for detail in status.details if status is not None else ():
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
             if info.reason == NOT_LEADER:
-                return str(info.metadata.get("leader_address", ""))
-    return ""
+                return info
+    return None
+
+
+def _not_leader(exc: grpc.aio.AioRpcError) -> bool:
+    return _not_leader_info(exc) is not None
+
+
+def leader_hint(exc: grpc.aio.AioRpcError) -> str:
+    """The leader's address of a NOT_LEADER refusal ("" when not one, or no leader known)."""
+    info = _not_leader_info(exc)
+    return str(info.metadata.get("leader_address", "")) if info is not None else ""
 
 
 def next_target(
@@ -48,6 +57,9 @@ def next_target(
 ) -> int | None:
     """The index in ``targets`` to retry on (a new leader address is appended), or None."""
     hint = leader_hint(exc)
+    if not hint and _not_leader(exc):
+        # Refused by a replica that knows no leader yet (an election under way): ask around.
+        return (current + 1) % len(targets) if len(targets) > 1 else current
     if hint:
         if hint not in targets:
             targets.append(hint)

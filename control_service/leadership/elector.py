@@ -125,6 +125,12 @@ class Elector:
 
     async def _term(self) -> None:
         """One lease: campaign, lead or follow, until the lease is lost."""
+        if self._lease:
+            # The last term's lease, given up locally: revoke it, so its key (if etcd still has
+            # it) goes now rather than after a TTL in which nobody would lead.
+            with contextlib.suppress(StoreError):
+                await self._client.revoke(self._lease)
+            self._lease = 0
         sent = self._clock()
         self._lease = await self._client.grant(self.ttl_s)
         lost = asyncio.Event()
@@ -159,19 +165,36 @@ class Elector:
         """Return when the key is deleted (campaign again) or the lease is lost."""
 
         async def watch() -> None:
-            async for ev in self._client.watch(self.key, start_revision=from_revision):
-                if ev.kind == "delete":
+            revision = from_revision
+            while True:
+                try:
+                    async for ev in self._client.watch(self.key, start_revision=revision):
+                        revision = ev.kv.mod_revision + 1
+                        if ev.kind == "delete":
+                            return
+                        if not self.view.is_leader:
+                            rec = LeaderRecord.from_bytes(ev.kv.value)
+                            self._set(LeadershipView(False, rec, ev.kv.create_revision))
+                    continue
+                except StoreError as exc:
+                    # The member serving the watch went away: the lease (kept alive on its
+                    # own) decides this term, not the watch. Look again and re-watch.
+                    log.info("leadership watch broke (%s); re-watching", exc)
+                await asyncio.sleep(0.1)
+                try:
+                    held = await self._client.get(self.key)
+                except StoreError:
+                    continue
+                if held is None:
                     return
-                rec = LeaderRecord.from_bytes(ev.kv.value)
-                if not self.view.is_leader:
-                    self._set(LeadershipView(False, rec, ev.kv.create_revision))
+                revision = max(revision, held.mod_revision + 1)
 
         watcher = asyncio.create_task(watch())
         loser = asyncio.create_task(lost.wait())
         try:
             done, _ = await asyncio.wait({watcher, loser}, return_when=asyncio.FIRST_COMPLETED)
             if watcher in done:
-                watcher.result()  # a broken watch raises: the term ends, the loop retries
+                watcher.result()
         finally:
             for t in (watcher, loser):
                 t.cancel()

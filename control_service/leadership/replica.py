@@ -52,6 +52,7 @@ class Replica:
         self._leading = False
         store.fence = elector.fence
         elector.listeners.append(self._on_change)
+        controller.read_through = True  # another replica may have written since the watch
 
     @property
     def view(self) -> LeadershipView:

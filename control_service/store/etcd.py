@@ -147,8 +147,16 @@ class EtcdStore:
     def _not_leader(self, leader: KV | None) -> NotLeader:
         self.fenced_writes += 1
         rec = LeaderRecord.from_bytes(leader.value) if leader is not None else LeaderRecord("", "")
+        f = self.fence
+        why = (
+            "this replica is not the leader"
+            if f is None or f.create_revision < 0
+            else "this replica's leadership ended; the write was refused (fenced)"
+        )
+        if rec.address:
+            why += f"; the leader is {rec.replica_id} at {rec.address}"
         return NotLeader(
-            "this replica's leadership ended; the write was refused (fenced)",
+            why,
             leader_id=rec.replica_id,
             leader_address=rec.address,
         )
