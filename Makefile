@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: run test demo lint proto proto-check typecheck fmt clean system-deps \
-	bench bench-deps bench-sim bench-control bench-shadow bench-rollback bench-router
+	bench bench-deps bench-sim bench-control bench-shadow bench-rollback bench-router \
+	bench-failover
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,7 +61,7 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 ## bench: every benchmark (none runs in make test); figures in docs/benchmarks.md, docs/performance.md
-bench: bench-sim bench-control bench-shadow bench-rollback bench-router
+bench: bench-sim bench-control bench-shadow bench-rollback bench-router bench-failover
 
 bench-deps: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
@@ -76,6 +77,10 @@ bench-shadow: $(STAMP)
 
 bench-rollback: $(STAMP)
 	$(PY) bench/rollback_time.py
+
+# HA: three replicas on a three-member etcd (needs etcd-server: make system-deps).
+bench-failover: $(STAMP) system-deps
+	$(PY) -m bench.control_failover
 
 bench-router: bench-deps
 	$(PY) -m bench.router_overhead

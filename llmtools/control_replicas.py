@@ -67,7 +67,7 @@ class ControlReplicas:
     env: dict[str, str] = field(default_factory=dict)
     procs: list[ControlProc] = field(default_factory=list)
 
-    def _environ(self, index: int) -> dict[str, str]:
+    def _environ(self, index: int, port: int) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
             {
@@ -76,7 +76,7 @@ class ControlReplicas:
                 "LLM_CONTROL_LEADER_LEASE_TTL_S": str(self.lease_ttl_s),
                 "LLM_CONTROL_REPLICA_ID": f"c{index}",
                 "LLM_CONTROL_HOST": "127.0.0.1",
-                "LLM_CONTROL_PORT": "0",
+                "LLM_CONTROL_PORT": str(port),
                 "LLM_CONTROL_GPU_BACKEND": "off",
                 "LLM_CONTROL_GRACE_PERIOD_S": "0.5",
                 "LLM_CONTROL_DB_PATH": str(self.root / f"unused-{index}.db"),
@@ -86,10 +86,12 @@ class ControlReplicas:
         env.update(self.env)
         return env
 
-    def start(self, index: int) -> ControlProc:
+    def start(self, index: int, port: int = 0) -> ControlProc:
+        """Start replica ``index`` (again); ``port`` 0 picks a free one, a replica restarted
+        on its old port is found again by clients that list it."""
         popen = subprocess.Popen(
             [llm_control(), "--log-level", "INFO"],
-            env=self._environ(index),
+            env=self._environ(index, port),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -125,6 +127,13 @@ class ControlReplicas:
 
     def index_of(self, address: str) -> int:
         return self.addresses.index(address)
+
+    def restart(self, index: int) -> ControlProc:
+        """Start a stopped replica again on the port it had."""
+        port = int(self.procs[index].address.rpartition(":")[2])
+        proc = self.start(index, port)
+        self.wait_ready(proc)
+        return proc
 
     def kill(self, index: int) -> float:
         """SIGKILL; returns the wall time it was sent."""

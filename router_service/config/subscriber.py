@@ -116,6 +116,11 @@ class ConfigSubscriber:
         self.instance_id = secrets.token_hex(8)
 
     @property
+    def replica(self) -> int:
+        """The index of the control replica (channel) the session is on, or tried next."""
+        return self._replica
+
+    @property
     def applied_version(self) -> int:
         return self._holder.current.version
 
