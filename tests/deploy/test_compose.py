@@ -41,6 +41,8 @@ from tests.deploy._support import (
 GPU_ONLY = {"ollama", "ollama-pull", "vllm", "control"}
 SIM_ONLY = {"ollama-sim", "vllm-sim", "control-sim"}
 BOTH = {"router", "jaeger", "prometheus", "grafana"}
+# The etcd profile adds to either (tests/deploy/test_compose_etcd.py).
+ETCD_ONLY = {"etcd", "control-2"}
 ROUTER_METRICS_PORT, CONTROL_METRICS_PORT = 9464, 9465
 # Standard OpenTelemetry SDK variables the services are given (read by the SDK, not by us).
 OTEL_VARS = {
@@ -105,7 +107,7 @@ def test_secrets_have_no_default() -> None:
 
 def test_raw_file_parses_and_every_service_has_a_profile() -> None:
     raw = raw_compose()
-    assert set(raw["services"]) == GPU_ONLY | SIM_ONLY | BOTH
+    assert set(raw["services"]) == GPU_ONLY | SIM_ONLY | BOTH | ETCD_ONLY
     for name, svc in raw["services"].items():
         assert svc.get("profiles"), f"{name}: no profile, would start without --profile"
 
