@@ -49,7 +49,11 @@ async def pair(
             t.cancel()
         assert done, "no leader elected"
         leader = cs[waits.index(done.pop())]
-        yield leader, cs[1 - cs.index(leader)]
+        follower = cs[1 - cs.index(leader)]
+        assert follower.app.replica is not None
+        async with asyncio.timeout(10):  # until the follower knows who leads
+            await follower.app.replica.elector.wait_for(lambda v: v.leader is not None)
+        yield leader, follower
     finally:
         for c in cs:
             await c.close()
