@@ -81,6 +81,9 @@ class ControlReplicas:
                 "LLM_CONTROL_GRACE_PERIOD_S": "0.5",
                 "LLM_CONTROL_DB_PATH": str(self.root / f"unused-{index}.db"),
                 "OTEL_SDK_DISABLED": "true",
+                # Throwaway replicas on loopback (tests, benchmarks): calls without a
+                # credential pass, as for the test suite's in-process servers (docs/security.md).
+                "LLM_CONTROL_INSECURE": "true",
             }
         )
         env.update(self.env)
@@ -105,9 +108,12 @@ class ControlReplicas:
         return proc
 
     def wait_ready(self, proc: ControlProc, timeout_s: float = START_TIMEOUT_S) -> None:
-        if not proc.ready.wait(timeout_s):
-            tail = "\n".join(proc.lines[-30:])
-            raise TimeoutError(f"{proc.replica_id} not ready in {timeout_s:g}s:\n{tail}")
+        deadline = time.monotonic() + timeout_s
+        while not proc.ready.wait(0.1):
+            if not proc.alive or time.monotonic() > deadline:
+                tail = "\n".join(proc.lines[-30:])
+                what = "exited" if not proc.alive else f"not ready in {timeout_s:g}s"
+                raise RuntimeError(f"{proc.replica_id} {what}:\n{tail}")
 
     def start_all(self) -> ControlReplicas:
         for i in range(self.size):
