@@ -183,7 +183,7 @@ class ControlClient:
                 )
                 if index is None:
                     raise map_control_error(exc) from exc
-                if not leader_hint(exc):
+                if index == self._current or not leader_hint(exc):
                     # No leader named (unreachable, or an election under way): back off.
                     await asyncio.sleep(min(1.0, 0.05 * 2**attempt))
                 self._use(index)

@@ -57,6 +57,8 @@ def next_target(
 ) -> int | None:
     """The index in ``targets`` to retry on (a new leader address is appended), or None."""
     hint = leader_hint(exc)
+    if hint in targets and targets.index(hint) == current:
+        hint = ""  # the replica names itself: its term just ended, a new one is being elected
     if not hint and _not_leader(exc):
         # Refused by a replica that knows no leader yet (an election under way): ask around.
         return (current + 1) % len(targets) if len(targets) > 1 else current

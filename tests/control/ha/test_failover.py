@@ -212,10 +212,11 @@ async def test_an_etcd_member_lost_and_restored_changes_nothing_visible(
     with llmctl (every replica listed, a follower first): every change lands, routers on all
     three replicas apply each one, every replica stays healthy and the leader stays.
 
-    The lease is 5 s here: losing etcd's own raft leader costs an etcd election (about two of
-    its 1 s election timeouts), which a lease must outlast for leadership to stay (docs/ha.md).
+    The lease is the default 10 s here: losing etcd's own raft leader costs an etcd election
+    (about two of its 1 s election timeouts, longer on a loaded machine), which a lease must
+    outlast for leadership to stay (docs/ha.md).
     """
-    with _replicas(etcd_cluster, etcd_prefix, tmp_path, engines, ttl_s=5) as reps:
+    with _replicas(etcd_cluster, etcd_prefix, tmp_path, engines, ttl_s=10) as reps:
         leader = await wait_leader(reps, list(range(reps.size)))
         term = await leadership(reps.addresses[leader])
         follower_first = ",".join(
