@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import signal
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -13,6 +11,7 @@ from pydantic import ValidationError
 from control_service.app import start_control
 from control_service.settings import ControlSettings
 from llmcore.logs import configure_logging
+from llmcore.serving import run_until_signalled
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -36,21 +35,13 @@ async def serve(settings: ControlSettings) -> None:
         app = await start_control(settings)
     except ValueError as exc:  # settings that cannot serve, e.g. no credentials at all
         raise SystemExit(f"llm-control: {exc}") from None
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     version = app.controller.current.version
     where = settings.store or settings.db_path
-    print(
-        f"llm-control ready on {settings.host}:{app.port} (state v{version}, {where})", flush=True
+    await run_until_signalled(
+        app.stop,
+        f"llm-control ready on {settings.host}:{app.port} (state v{version}, {where})",
+        f"ending router sessions, draining calls for up to {settings.grace_period_s:.0f}s",
     )
-    await stop.wait()
-    logging.getLogger(__name__).info(
-        "shutting down: ending router sessions, draining calls for up to %.0fs",
-        settings.grace_period_s,
-    )
-    await app.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

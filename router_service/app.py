@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Tracer
 from prometheus_client import CollectorRegistry
 
 from clients.gen.llmgateway.v1 import router_pb2, router_pb2_grpc
+from llmcore.serving import GrpcServer, ServedApp, ServerConfig, service_names, start_server
 from llmcore.vocabulary import ProviderName
 from router_service.breaker import BreakerPolicy, Breakers
 from router_service.config import (
@@ -21,6 +22,7 @@ from router_service.config import (
     bootstrap_config,
     from_snapshot,
 )
+from router_service.config.health import start_config_health
 from router_service.config.persist import load_snapshot
 from router_service.config.subscriber import (
     SESSION_CHANNEL_OPTIONS,
@@ -55,7 +57,7 @@ from router_service.telemetry import (
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME: str = router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name
+(SERVICE_NAME,) = service_names(router_pb2.DESCRIPTOR.services_by_name["RouterService"])
 
 
 def build_providers(
@@ -66,55 +68,29 @@ def build_providers(
 
 
 @dataclass
-class RouterApp:
-    """A running router: server, port and what must be closed on shutdown."""
+class RouterApp(ServedApp):
+    """A running router: server, port, its parts (for tests and benchmarks), and its stop."""
 
     settings: RouterSettings
-    server: grpc.aio.Server
-    port: int
-    health: health.aio.HealthServicer
+    grpc_server: GrpcServer
     providers: dict[ProviderName, Provider]
     servicer: RouterServicer
     config: ConfigHolder
     recorder: RequestStatsRecorder
-    stats: RouterStats = field(default_factory=RouterStats)
+    stats: RouterStats
+    shadow: ShadowMirror
+    engines: EngineHealth
+    # What start_router started, in order; closing it stops them in reverse (see stop).
+    _stack: contextlib.AsyncExitStack
+    pool_runtime: PoolRuntime
     subscriber: ConfigSubscriber | None = None
     control_channel: grpc.aio.Channel | None = None
     # One channel per control replica (control_address may list several); the first is above.
     control_channels: list[grpc.aio.Channel] = field(default_factory=list)
-    engines: EngineHealth | None = None
-    pool_runtime: PoolRuntime | None = None
-    shadow: ShadowMirror | None = None
     # Observability: the Prometheus registry (always), its endpoint and the tracer provider.
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     metrics_server: MetricsServer | None = None
     tracer_provider: TracerProvider | None = None
-    own_tracer_provider: bool = False
-
-    @property
-    def metrics_port(self) -> int | None:
-        return self.metrics_server.port if self.metrics_server is not None else None
-
-    async def stop(self, grace: float | None = None) -> None:
-        """Stop accepting, let in-flight streams finish within ``grace`` seconds, close pools."""
-        await self.health.enter_graceful_shutdown()
-        if self.engines is not None:
-            await self.engines.stop()
-        if self.pool_runtime is not None:
-            await self.pool_runtime.stop()
-        if self.shadow is not None:
-            await self.shadow.stop()  # shadows never hold up a shutdown
-        if self.subscriber is not None:
-            await self.subscriber.stop()
-        for channel in self.control_channels:
-            await channel.close()
-        await self.server.stop(self.settings.grace_period_s if grace is None else grace)
-        for p in self.providers.values():
-            await p.aclose()
-        if self.metrics_server is not None:
-            await self.metrics_server.stop()
-        if self.tracer_provider is not None and self.own_tracer_provider:
-            self.tracer_provider.shutdown()  # flushes what is batched
 
 
 def initial_config(settings: RouterSettings) -> RoutingConfig:
@@ -134,61 +110,32 @@ def initial_config(settings: RouterSettings) -> RoutingConfig:
     )
 
 
-async def start_router(
+def _dispatcher(
     settings: RouterSettings,
-    providers: dict[ProviderName, Provider] | None = None,
-    *,
-    tracer_provider: TracerProvider | None = None,
-) -> RouterApp:
-    """Start a router on ``settings.host:settings.port`` (port 0 picks a free one).
-
-    ``tracer_provider`` (tests) is used as given and left open on stop; without it one is built
-    from the settings and ``OTEL_*`` (None: tracing off) and shut down on stop."""
-    own_tp = tracer_provider is None
-    if tracer_provider is None:
-        tracer_provider = build_tracer_provider(
-            "llm-router", tracing_endpoint(settings.otlp_endpoint)
+    providers: dict[ProviderName, Provider],
+    retry: RetryPolicy,
+    stats: RouterStats,
+) -> Dispatcher:
+    breakers = Breakers(
+        BreakerPolicy(
+            settings.breaker_failure_threshold,
+            settings.breaker_open_s,
+            settings.breaker_half_open_probes,
         )
-    tracer = get_tracer(tracer_provider)
-    registry = CollectorRegistry()
-    metrics = RouterMetrics(registry)
-    providers = providers if providers is not None else build_providers(settings, tracer_provider)
-    pools = {n: p for n, p in providers.items() if isinstance(p, EnginePool)}
-    pool_runtime = PoolRuntime(settings, pools)
-    await pool_runtime.start()  # a DNS source's first answer comes before serving
-    stats = RouterStats()
-    dispatcher = Dispatcher(
-        providers,
-        RetryPolicy(
-            settings.retry_attempts, settings.retry_base_delay_s, settings.retry_max_delay_s
-        ),
-        stats,
-        breakers=Breakers(
-            BreakerPolicy(
-                settings.breaker_failure_threshold,
-                settings.breaker_open_s,
-                settings.breaker_half_open_probes,
-            )
-        ),
     )
-    holder = ConfigHolder(initial_config(settings))
-    recorder = RequestStatsRecorder(max_shadow_pairs=settings.shadow_report_max_pairs)
-    recorder.shadow_observers.append(metrics.observe_shadow)
-    # The shadow's own dispatcher: one attempt (no retry), its own engine stats and breakers, so
-    # a failing shadow engine never shows in, or trips anything of, the primary's path.
-    shadow = ShadowMirror(
-        Dispatcher(
-            providers,
-            RetryPolicy(1, 0.0, 0.0),
-            RouterStats(),
-            breakers=Breakers(
-                BreakerPolicy(
-                    settings.breaker_failure_threshold,
-                    settings.breaker_open_s,
-                    settings.breaker_half_open_probes,
-                )
-            ),
-        ),
+    return Dispatcher(providers, retry, stats, breakers=breakers)
+
+
+def _shadow(
+    settings: RouterSettings,
+    providers: dict[ProviderName, Provider],
+    recorder: RequestStatsRecorder,
+    tracer: Tracer,
+) -> ShadowMirror:
+    """The shadow's own dispatcher: one attempt (no retry), its own engine stats and breakers,
+    so a failing shadow engine never shows in, or trips anything of, the primary's path."""
+    return ShadowMirror(
+        _dispatcher(settings, providers, RetryPolicy(1, 0.0, 0.0), RouterStats()),
         recorder,
         MirrorOptions(
             max_concurrency=settings.shadow_max_concurrency,
@@ -199,15 +146,16 @@ async def start_router(
         ),
         tracer=tracer,
     )
-    servicer = RouterServicer(
-        settings,
-        dispatcher,
-        holder,
-        recorder,
-        shadow=shadow,
-        observer=GenAIObserver(tracer, metrics, capture_content=settings.trace_content),
-    )
-    server = grpc.aio.server(
+
+
+def _server_config(
+    settings: RouterSettings, tracer_provider: TracerProvider | None
+) -> ServerConfig:
+    return ServerConfig(
+        host=settings.host,
+        port=settings.port,
+        services=(SERVICE_NAME,),
+        grace_s=settings.grace_period_s,
         interceptors=server_interceptors(tracer_provider),
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -218,88 +166,165 @@ async def start_router(
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ],
     )
-    router_pb2_grpc.add_RouterServiceServicer_to_server(servicer, server)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
-    if port == 0:
-        raise OSError(f"could not bind {settings.host}:{settings.port}")
-    await server.start()
-    await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-    log.info("router listening on %s:%d", settings.host, port)
-    app = RouterApp(
-        settings, server, port, health_servicer, providers, servicer, holder, recorder, stats
-    )
-    app.shadow = shadow
-    app.pool_runtime = pool_runtime
-    app.registry = registry
-    app.tracer_provider = tracer_provider
-    app.own_tracer_provider = own_tp
-    if settings.control_address:
-        creds = settings.control_credentials()
-        # Comma-separated: several control replicas (HA), one channel each (docs/ha.md).
-        addresses = [a.strip() for a in settings.control_address.split(",") if a.strip()]
-        channels = [
+
+
+async def _connect_control(
+    stack: contextlib.AsyncExitStack,
+    settings: RouterSettings,
+    port: int,
+    holder: ConfigHolder,
+    recorder: RequestStatsRecorder,
+    tracer_provider: TracerProvider | None,
+) -> tuple[list[grpc.aio.Channel], ConfigSubscriber]:
+    """The session channels (one per control replica: ``control_address`` may list several,
+    comma-separated, docs/ha.md) and the started subscriber, all stopped by ``stack``."""
+    creds = settings.control_credentials()
+    interceptors = client_interceptors(tracer_provider)
+    addresses = [a.strip() for a in settings.control_address.split(",") if a.strip()]
+    channels: list[grpc.aio.Channel] = []
+    for address in addresses:
+        channel = (
             grpc.aio.secure_channel(
-                address,
-                creds,
-                options=SESSION_CHANNEL_OPTIONS,
-                interceptors=client_interceptors(tracer_provider),
+                address, creds, options=SESSION_CHANNEL_OPTIONS, interceptors=interceptors
             )
             if creds is not None
             else grpc.aio.insecure_channel(
-                address,
-                options=SESSION_CHANNEL_OPTIONS,
-                interceptors=client_interceptors(tracer_provider),
+                address, options=SESSION_CHANNEL_OPTIONS, interceptors=interceptors
             )
-            for address in addresses
-        ]
-        app.control_channel = channels[0]
-        app.control_channels = channels
-        app.subscriber = ConfigSubscriber(
-            channels,
+        )
+        stack.push_async_callback(channel.close)
+        channels.append(channel)
+    subscriber = ConfigSubscriber(
+        channels,
+        holder,
+        recorder,
+        SubscriberOptions(
+            router_id=settings.resolved_router_id(),
+            address=f"{settings.host}:{port}",
+            persist_path=settings.resolved_cache_path(),
+            token=settings.control_token,
+            stale_grace_s=settings.config_stale_grace_s,
+            report_interval_s=settings.stats_report_interval_s,
+        ),
+    )
+    stack.push_async_callback(subscriber.stop)
+    subscriber.start()
+    return channels, subscriber
+
+
+async def start_router(
+    settings: RouterSettings,
+    providers: dict[ProviderName, Provider] | None = None,
+    *,
+    tracer_provider: TracerProvider | None = None,
+) -> RouterApp:
+    """Start a router on ``settings.host:settings.port`` (port 0 picks a free one).
+
+    ``tracer_provider`` (tests) is used as given and left open on stop; without it one is built
+    from the settings and ``OTEL_*`` (None: tracing off) and shut down on stop. ``providers``
+    given by the caller are closed on stop too. A failure at any step stops what was started."""
+    async with contextlib.AsyncExitStack() as stack:
+        if tracer_provider is None:
+            tracer_provider = build_tracer_provider(
+                "llm-router", tracing_endpoint(settings.otlp_endpoint)
+            )
+            if tracer_provider is not None:
+                stack.callback(tracer_provider.shutdown)  # flushes what is batched
+        tracer = get_tracer(tracer_provider)
+        registry = CollectorRegistry()
+        metrics = RouterMetrics(registry)
+        providers = (
+            providers if providers is not None else build_providers(settings, tracer_provider)
+        )
+        for provider in providers.values():
+            stack.push_async_callback(provider.aclose)
+        pools = {n: p for n, p in providers.items() if isinstance(p, EnginePool)}
+        pool_runtime = PoolRuntime(settings, pools)
+        stack.push_async_callback(pool_runtime.stop)
+        await pool_runtime.start()  # a DNS source's first answer comes before serving
+        stats = RouterStats()
+        retry = RetryPolicy(
+            settings.retry_attempts, settings.retry_base_delay_s, settings.retry_max_delay_s
+        )
+        dispatcher = _dispatcher(settings, providers, retry, stats)
+        holder = ConfigHolder(initial_config(settings))
+        recorder = RequestStatsRecorder(max_shadow_pairs=settings.shadow_report_max_pairs)
+        recorder.shadow_observers.append(metrics.observe_shadow)
+        shadow = _shadow(settings, providers, recorder, tracer)
+        servicer = RouterServicer(
+            settings,
+            dispatcher,
             holder,
             recorder,
-            SubscriberOptions(
-                router_id=settings.resolved_router_id(),
-                address=f"{settings.host}:{port}",
-                persist_path=settings.resolved_cache_path(),
-                token=settings.control_token,
-                stale_grace_s=settings.config_stale_grace_s,
-                report_interval_s=settings.stats_report_interval_s,
-            ),
+            shadow=shadow,
+            observer=GenAIObserver(tracer, metrics, capture_content=settings.trace_content),
         )
-        app.subscriber.start()
-    app.engines = EngineHealth(providers, settings.engine_probe_interval_s)
-    app.engines.start()
-    servicer.status = StatusView(
-        settings.resolved_router_id(),
-        holder,
-        providers,
-        app.engines,
-        lambda: servicer.admission.active,
-        dispatcher.breakers,
-        app.subscriber,
-    ).snapshot
-    subscriber = app.subscriber
-    registry.register(
-        RouterStateCollector(
-            RouterStateReaders(
-                breaker_states=lambda: {p: dispatcher.breakers.state(p).value for p in providers},
-                config_version=lambda: holder.current.version,
-                subscriber_state=lambda: subscriber.state.value if subscriber else None,
-                active_requests=lambda: servicer.admission.active,
-                shadow_counters=lambda: {
-                    "mirrored": shadow.counters.mirrored,
-                    "dropped": shadow.counters.dropped,
-                    "completed": shadow.counters.completed,
-                    "compared": shadow.counters.compared,
-                },
+        server = await start_server(
+            stack,
+            _server_config(settings, tracer_provider),
+            lambda s: router_pb2_grpc.add_RouterServiceServicer_to_server(servicer, s),
+        )
+        stack.push_async_callback(shadow.stop)  # shadows never hold up a shutdown
+        channels: list[grpc.aio.Channel] = []
+        subscriber: ConfigSubscriber | None = None
+        if settings.control_address:
+            channels, subscriber = await _connect_control(
+                stack, settings, server.port, holder, recorder, tracer_provider
+            )
+        await start_config_health(stack, server, subscriber)
+        engines = EngineHealth(providers, settings.engine_probe_interval_s)
+        stack.push_async_callback(engines.stop)
+        engines.start()
+        servicer.status = StatusView(
+            settings.resolved_router_id(),
+            holder,
+            providers,
+            engines,
+            lambda: servicer.admission.active,
+            dispatcher.breakers,
+            subscriber,
+        ).snapshot
+        registry.register(
+            RouterStateCollector(
+                RouterStateReaders(
+                    breaker_states=lambda: {
+                        p: dispatcher.breakers.state(p).value for p in providers
+                    },
+                    config_version=lambda: holder.current.version,
+                    subscriber_state=lambda: subscriber.state.value if subscriber else None,
+                    active_requests=lambda: servicer.admission.active,
+                    shadow_counters=lambda: {
+                        "mirrored": shadow.counters.mirrored,
+                        "dropped": shadow.counters.dropped,
+                        "completed": shadow.counters.completed,
+                        "compared": shadow.counters.compared,
+                    },
+                )
             )
         )
-    )
-    app.metrics_server = await start_metrics_server(registry, settings.host, settings.metrics_port)
-    return app
+        metrics_server = await start_metrics_server(registry, settings.host, settings.metrics_port)
+        if metrics_server is not None:
+            stack.push_async_callback(metrics_server.stop)
+        # Last in, first out: the drain's NOT_SERVING comes before anything else stops.
+        stack.push_async_callback(server.enter_drain)
+        log.info("router listening on %s:%d", settings.host, server.port)
+        return RouterApp(
+            settings,
+            server,
+            providers,
+            servicer,
+            holder,
+            recorder,
+            stats,
+            shadow,
+            engines,
+            stack.pop_all(),
+            pool_runtime,
+            subscriber=subscriber,
+            control_channel=channels[0] if channels else None,
+            control_channels=channels,
+            registry=registry,
+            metrics_server=metrics_server,
+            tracer_provider=tracer_provider,
+        )
+    raise AssertionError("unreachable")  # pragma: no cover - the with block returns or raises

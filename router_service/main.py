@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import signal
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from llmcore.logs import configure_logging
+from llmcore.serving import run_until_signalled
 from router_service.app import start_router
 from router_service.settings import RouterSettings
 
@@ -26,16 +25,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 async def serve(settings: RouterSettings) -> None:
     app = await start_router(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"llm-router ready on {settings.host}:{app.port}", flush=True)
-    await stop.wait()
-    logging.getLogger(__name__).info(
-        "shutting down: draining in-flight streams for up to %.0fs", settings.grace_period_s
+    await run_until_signalled(
+        app.stop,
+        f"llm-router ready on {settings.host}:{app.port}",
+        f"draining in-flight streams for up to {settings.grace_period_s:.0f}s",
     )
-    await app.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -162,6 +162,10 @@ class ConfigSubscriber:
         """Wait until the subscriber is in ``state`` (for health checks, tests, tools)."""
         await self._changed.wait_for(lambda: self.state is state)
 
+    async def wait_change(self) -> None:
+        """Return after the next state change (or re-announcement of the same state)."""
+        await self._changed.wait()
+
     def _set_state(self, state: SubscriberState) -> None:
         if state is not self.state:
             log.info("config subscriber %s -> %s", self.state.value, state.value)
