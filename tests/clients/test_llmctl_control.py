@@ -28,6 +28,7 @@ from llmcore.vocabulary import ProviderName
 from router_service.app import start_router
 from router_service.providers import OllamaProvider, OpenAICompatProvider, Provider
 from router_service.settings import RouterSettings
+from tests._wait import wait_for as wait_until
 from tests.router.fake_engine import FakeEngine
 
 TOKEN = "s3cret-operator-token"
@@ -221,10 +222,13 @@ async def test_status_watch_reprints_on_change(
         )
     )
     out = ""
-    async with asyncio.timeout(5):
-        while not out:  # the first print: the state before the change
-            await asyncio.sleep(0.01)
-            out += capsys.readouterr().out
+
+    def printed() -> bool:
+        nonlocal out
+        out += capsys.readouterr().out
+        return bool(out)
+
+    await wait_until(printed, 5, what="the first print: the state before the change", interval=0.01)
     async with ControlClient(control.target) as client:
         await client.promote(actor="tester", reason="watch me")
     assert await watch == 0

@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import IO
 import pytest
 
 from clients.llm import Provider, SyncRouterClient
+from tests._wait import wait_for_sync
 from tests.deploy._support import DEPLOY, HEALTHCHECK_COMMAND, HEALTHCHECK_SCRIPT, services
 
 # In dependency order (router last).
@@ -112,11 +112,8 @@ def _stack(tmp_path: Path) -> Iterator[tuple[dict[str, Running], Rewrite]]:
             log = log_path.open("wb")
             proc = subprocess.Popen(command, env=env, cwd=workdir, stdout=log, stderr=log)
             running[name] = Running(name, proc, log, log_path)
-            deadline = time.monotonic() + 15
-            while not _healthy(svc["healthcheck"]["test"], rewrite):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"{name} never became healthy:\n{running[name].tail()}")
-                time.sleep(0.2)
+
+            _wait_healthy(running[name], svc["healthcheck"]["test"], rewrite)
         yield running, rewrite
     finally:
         for r in reversed(running.values()):
@@ -131,21 +128,36 @@ def _stack(tmp_path: Path) -> Iterator[tuple[dict[str, Running], Rewrite]]:
             r.log.close()
 
 
+def _wait_healthy(r: Running, test: list[str], rewrite: Rewrite) -> None:
+    def healthy() -> bool:
+        if r.proc.poll() is not None:
+            pytest.fail(f"{r.name} exited:\n{r.tail()}")
+        return _healthy(test, rewrite)
+
+    try:
+        wait_for_sync(healthy, 15, what=f"{r.name} to become healthy", interval=0.2)
+    except AssertionError as exc:
+        pytest.fail(f"{exc}:\n{r.tail()}")
+
+
 @pytest.mark.timeout(90)
 def test_sim_profile_services_start_connect_and_route(tmp_path: Path) -> None:
     with _stack(tmp_path) as (running, rewrite):
         target = f"127.0.0.1:{rewrite.ports[50051]}"
         with SyncRouterClient(target, timeout=20) as client:
-            deadline = time.monotonic() + 20
             status = client.get_status()
-            while status.config_state != "synced" or status.config_version < 1:
-                if time.monotonic() > deadline:
-                    pytest.fail(
-                        f"router never synced with the control service: {status}\n"
-                        f"{running['router'].tail()}\n{running['control-sim'].tail()}"
-                    )
-                time.sleep(0.2)
+
+            def synced() -> bool:
+                nonlocal status
                 status = client.get_status()
+                return status.config_state == "synced" and status.config_version >= 1
+
+            try:
+                wait_for_sync(synced, 20, what="the router to sync", interval=0.2)
+            except AssertionError as exc:
+                pytest.fail(
+                    f"{exc}: {status}\n{running['router'].tail()}\n{running['control-sim'].tail()}"
+                )
             assert status.router_id == "router-1"
 
             via_ollama = client.generate("Why is the sky blue?", task="analysis", max_tokens=4)

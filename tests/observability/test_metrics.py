@@ -3,7 +3,6 @@ queries name only metrics the services export."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import shutil
@@ -18,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from clients.llm import RouterError
 from control_service.app import start_control
+from tests._wait import wait_for
 from tests.control.conftest import make_settings as control_settings
 from tests.observability.conftest import TracedStack
 from tests.router.shadow_support import shadow_config, wait_mirror
@@ -100,17 +100,19 @@ async def test_prometheus_scrapes_router_and_control(stack: TracedStack, tmp_pat
                 'llm_control_gpu_memory_used_bytes{job="llm-control"}',
             }
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-                async with asyncio.timeout(40):
-                    while wanted:
-                        for q in list(wanted):
-                            try:
-                                r = await http.get("/api/v1/query", params={"query": q})
-                            except httpx.TransportError:
-                                break  # not listening yet
-                            if r.status_code == 200 and r.json()["data"]["result"]:
-                                wanted.discard(q)
-                        # Prometheus has no change notification: a bounded poll.
-                        await asyncio.sleep(0.5)
+
+                async def all_scraped() -> bool:
+                    for q in list(wanted):
+                        try:
+                            r = await http.get("/api/v1/query", params={"query": q})
+                        except httpx.TransportError:
+                            return False  # not listening yet
+                        if r.status_code == 200 and r.json()["data"]["result"]:
+                            wanted.discard(q)
+                    return not wanted
+
+                # Prometheus has no change notification: a bounded poll (tests/_wait.py).
+                await wait_for(all_scraped, 40, what=f"Prometheus to have {wanted}", interval=0.5)
         finally:
             proc.terminate()
             proc.wait(10)

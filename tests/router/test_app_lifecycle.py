@@ -15,6 +15,7 @@ from clients.gen.llmgateway.v1 import router_pb2, router_pb2_grpc
 from router_service.app import SERVICE_NAME, start_router
 from router_service.config.subscriber import SubscriberState
 from tests._net import can_bind, free_port, port_in_use
+from tests._wait import wait_for
 from tests.router.conftest import Harness, make_settings, start_harness
 from tests.router.fake_control import make_snapshot, new_fake_control, start_fake_control
 from tests.router.fake_engine import Script
@@ -75,15 +76,16 @@ async def test_drain_turns_health_not_serving_refuses_new_calls_and_waits_the_gr
         assert first.delta.text == "a"
         stopping = asyncio.create_task(h.app.stop(0.5))
         probe = grpc.aio.insecure_channel(f"127.0.0.1:{h.app.port}")
+
+        async def draining() -> bool:
+            try:
+                return bool(await _check(probe, SERVICE_NAME) == NOT_SERVING)
+            except grpc.aio.AioRpcError:
+                return True  # already refusing: NOT_SERVING was set before that
+
         try:
-            async with asyncio.timeout(5):
-                while True:  # the drain's first step, before the server stops accepting
-                    try:
-                        if await _check(probe, SERVICE_NAME) == NOT_SERVING:
-                            break
-                    except grpc.aio.AioRpcError:
-                        break  # already refusing: NOT_SERVING was set before that
-                    await asyncio.sleep(0.01)
+            # The drain's first step, before the server stops accepting.
+            await wait_for(draining, 5, what="health NOT_SERVING", interval=0.01)
             assert h.app.health._server_status[""] == NOT_SERVING
             assert h.app.health._server_status[CONFIG] == NOT_SERVING
             with pytest.raises(grpc.aio.AioRpcError) as refused:

@@ -6,7 +6,6 @@ which client connection each request came on.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -17,17 +16,14 @@ from llmsim import Faults, Flavor, SimConfig, simulator
 from router_service.errors import ErrorKind, RouterError
 from router_service.providers import OpenAICompatProvider, ProviderLimits, build_http_client
 from router_service.values import ChatCall, ChatMessage, EmbedCall, SamplingOptions
+from tests._wait import wait_for
 
 CALL = ChatCall("Qwen/Qwen3-8B", (ChatMessage("user", "hi"),), SamplingOptions(), "rid-1")
 
 
 async def _wait(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    async def poll() -> None:
-        # The simulator's counters have no change notification: a bounded poll.
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.002)
-
-    await asyncio.wait_for(poll(), within)
+    # The simulator's counters have no change notification (tests/_wait.py).
+    await wait_for(predicate, within, what="the simulator's counters")
 
 
 async def _drain(provider: OpenAICompatProvider, call: ChatCall = CALL) -> str:

@@ -3,7 +3,6 @@ never changes the primary's answer or latency, and its outcome is recorded."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from llmsim import Flavor, RunningSimulator, SimConfig, start_simulator
 from router_service.app import RouterApp, start_router
 from router_service.errors import ErrorKind
 from router_service.shadow import ShadowMirror
+from tests._wait import wait_for
 from tests.router.conftest import make_settings
 from tests.router.shadow_support import p50, pairs, shadow_config, wait_mirror
 
@@ -114,12 +114,8 @@ async def interleaved(s: Stack) -> tuple[list[Answer], list[Answer]]:
 
 
 async def sim_poll(predicate: Any, within: float = 5.0) -> None:
-    async def poll() -> None:
-        # The simulator's counters have no change notification: a short bounded poll.
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.002)
-
-    await asyncio.wait_for(poll(), within)
+    # The simulator's counters have no change notification (tests/_wait.py).
+    await wait_for(predicate, within, what="the simulator's counters")
 
 
 FAULTS: dict[str, tuple[dict[str, Any], ErrorKind]] = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
@@ -10,6 +9,7 @@ import httpx
 import pytest
 
 from llmsim import Flavor, RunningSimulator, SimConfig, start_simulator
+from tests._wait import wait_for as wait_until
 
 
 class SimFactory(Protocol):
@@ -54,16 +54,8 @@ def wait_for() -> WaitFor:
     async def _wait(
         predicate: Callable[[], bool], within: float = 5.0, what: str = "condition"
     ) -> None:
-        async def poll() -> None:
-            # The simulator's counters have no change notification; a short poll is the
-            # bounded condition wait (never a fixed sleep standing in for synchronisation).
-            while not predicate():  # noqa: ASYNC110
-                await asyncio.sleep(0.002)
-
-        try:
-            await asyncio.wait_for(poll(), within)
-        except TimeoutError:
-            pytest.fail(f"timed out after {within}s waiting for {what}")
+        # The simulator's counters have no change notification (tests/_wait.py).
+        await wait_until(predicate, within, what=what)
 
     return _wait
 

@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ import pytest
 
 from clients.gen.llmgateway.v1 import control_pb2, control_pb2_grpc
 from clients.llm import RouterError, SyncRouterClient
+from tests._wait import wait_for_sync
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -41,12 +41,7 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    wait_for_sync(predicate, timeout, what=what)
 
 
 @dataclass
