@@ -46,12 +46,14 @@ class ControlProc:
 
     def _pump(self) -> None:
         assert self.popen.stdout is not None
-        for line in self.popen.stdout:
-            self.lines.append(line.rstrip("\n"))
-            m = _READY.search(line)
-            if m and not self.ready.is_set():
-                self.address = m.group(1)
-                self.ready.set()
+        # The pipe is closed at EOF (the process ended): left open, it is a ResourceWarning.
+        with self.popen.stdout:
+            for line in self.popen.stdout:
+                self.lines.append(line.rstrip("\n"))
+                m = _READY.search(line)
+                if m and not self.ready.is_set():
+                    self.address = m.group(1)
+                    self.ready.set()
 
 
 @dataclass
