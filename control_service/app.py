@@ -37,6 +37,7 @@ from control_service.store.etcd import EtcdStore
 from control_service.store.factory import open_store
 from control_service.telemetry import ControlStateCollector, RollbackObserver, VllmMetricsReader
 from llmcore import serving
+from llmcore.decode_guard import DecodeGuard
 from llmcore.serving import GrpcServer, ServedApp, ServerConfig, start_server
 from llmcore.telemetry import (
     MetricsServer,
@@ -134,6 +135,7 @@ def _server_config(
         interceptors=[
             *server_interceptors(tracer_provider),
             auth,
+            DecodeGuard(log),  # last: it wraps the real handlers (llmcore.decode_guard)
         ],
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),

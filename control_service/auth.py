@@ -10,16 +10,12 @@ compares, and keeps no per-call state.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeAlias
+from typing import Any
 
 import grpc
 
 from control_service.authz import Credentials, Denied, Principal, bearer_token
-
-Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
-Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+from llmcore.handlers import Context, GuardInterceptor, Handler, guarded
 
 
 def certificate_names(context: Context) -> list[str]:
@@ -34,7 +30,7 @@ def certificate_names(context: Context) -> list[str]:
     return names
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(GuardInterceptor):
     def __init__(self, credentials: Credentials) -> None:
         self.credentials = credentials
 
@@ -58,56 +54,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 code = grpc.StatusCode.UNAUTHENTICATED
             await context.abort(code, str(denied))
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        return _guarded(handler, handler_call_details.method, self._check)
+    def guard(self, handler: Handler, method: str) -> Handler:
+        async def before(request: Any, context: Context) -> Any:
+            await self._check(method, context)
+            return request
 
-
-def _guarded(
-    handler: Handler, method: str, check: Callable[[str, Context], Awaitable[None]]
-) -> Handler:
-    kwargs = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(
-            _wrap(handler.stream_stream, method, check), **kwargs
-        )
-    if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(
-            _wrap(handler.stream_unary, method, check), **kwargs
-        )
-    if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(
-            _wrap(handler.unary_stream, method, check), **kwargs
-        )
-    return grpc.unary_unary_rpc_method_handler(_wrap(handler.unary_unary, method, check), **kwargs)
-
-
-def _wrap(
-    inner: Any, method: str, check: Callable[[str, Context], Awaitable[None]]
-) -> Callable[..., Any]:
-    """The check, then ``inner``; an async generator stays one (the aio server, and the OTel
-    interceptor before this one, tell streaming kinds apart by inspecting the function)."""
-    if inspect.isasyncgenfunction(inner):
-
-        async def gen(request: Any, context: Context) -> AsyncIterator[Any]:
-            await check(method, context)
-            async for item in inner(request, context):
-                yield item
-
-        return gen
-
-    async def call(request: Any, context: Context) -> Any:
-        await check(method, context)
-        result = inner(request, context)
-        return await result if inspect.isawaitable(result) else result
-
-    return call
+        return guarded(handler, before)

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from llmcore import errcap
+
 
 @dataclass(frozen=True, slots=True)
 class FieldViolation:
@@ -39,29 +41,12 @@ class InvalidChange(ControlError):
         super().__init__(f"invalid change: {detail}" + (f" (and {more} more)" if more > 0 else ""))
 
 
-# Error details travel in trailers, which clients cap at 16 kB (grpc's default): 10 violations
-# of at most 2 x 120 characters, the message naming 3, stay far below it whatever the request.
-MAX_VIOLATIONS = 10
-MAX_VIOLATION_CHARS = 120
-
-
-def _cut(text: str) -> str:
-    return text if len(text) <= MAX_VIOLATION_CHARS else text[: MAX_VIOLATION_CHARS - 1] + "…"
-
-
 def capped(violations: Iterable[FieldViolation]) -> tuple[FieldViolation, ...]:
-    """The first :data:`MAX_VIOLATIONS` violations, each cut short, plus one that counts the
-    rest."""
-    out: list[FieldViolation] = []
-    more = 0
-    for v in violations:
-        if len(out) < MAX_VIOLATIONS:
-            out.append(FieldViolation(_cut(v.field), _cut(v.description)))
-        else:
-            more += 1
-    if more:
-        out.append(FieldViolation("(more)", f"and {more} more violations"))
-    return tuple(out)
+    """At most ``llmcore.errcap.MAX_VIOLATIONS`` violations, cut short, plus one counting the
+    rest (trailers stay far below 16 kB whatever the request)."""
+    return tuple(
+        FieldViolation(f, d) for f, d in errcap.capped((v.field, v.description) for v in violations)
+    )
 
 
 class TransitionError(ControlError):

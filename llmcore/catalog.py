@@ -26,6 +26,10 @@ DEFAULT_ENGINE_NAMES: dict[str, dict[ProviderName, str]] = {
     },
 }
 
+# Vector length of each embedding model: the router refuses an engine's answer of another length
+# (router_service.limits).
+DEFAULT_EMBEDDING_DIMENSIONS: dict[str, int] = {"mxbai-embed-large": 1024}
+
 # Seed section 1.3: which model each memOS call site uses.
 DEFAULT_TASK_MODELS: dict[TaskName, str] = {
     "classification": "deepseek-r1:14b",

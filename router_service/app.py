@@ -12,8 +12,10 @@ from opentelemetry.trace import Tracer
 from prometheus_client import CollectorRegistry
 
 from clients.gen.llmgateway.v1 import router_pb2, router_pb2_grpc
+from llmcore.decode_guard import DecodeGuard
 from llmcore.serving import GrpcServer, ServedApp, ServerConfig, service_names, start_server
 from llmcore.vocabulary import ProviderName
+from router_service.api_keys import ApiKeyInterceptor, load_api_keys
 from router_service.breaker import BreakerPolicy, Breakers
 from router_service.config import (
     ConfigError,
@@ -149,16 +151,23 @@ def _shadow(
 
 
 def _server_config(
-    settings: RouterSettings, tracer_provider: TracerProvider | None
+    settings: RouterSettings, tracer_provider: TracerProvider | None, registry: CollectorRegistry
 ) -> ServerConfig:
+    api_keys = load_api_keys(settings.api_keys, settings.api_keys_file)
     return ServerConfig(
         host=settings.host,
         port=settings.port,
         services=(SERVICE_NAME,),
         grace_s=settings.grace_period_s,
-        interceptors=server_interceptors(tracer_provider),
+        interceptors=[
+            *server_interceptors(tracer_provider),
+            *([ApiKeyInterceptor(api_keys, registry)] if api_keys else []),
+            DecodeGuard(log),  # last: it wraps the real handlers (llmcore.decode_guard)
+        ],
+        reflection=settings.reflection,
         options=[
-            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            # What a request can need, derived from the prompt limits (router_service.limits).
+            ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
             ("grpc.keepalive_permit_without_calls", 1),
             # Two routers must never share a port silently.
@@ -261,7 +270,7 @@ async def start_router(
         )
         server = await start_server(
             stack,
-            _server_config(settings, tracer_provider),
+            _server_config(settings, tracer_provider, registry),
             lambda s: router_pb2_grpc.add_RouterServiceServicer_to_server(servicer, s),
         )
         stack.push_async_callback(shadow.stop)  # shadows never hold up a shutdown

@@ -31,6 +31,7 @@ from router_service.lifecycle.life import Attempt, RequestLife
 from router_service.lifecycle.outcome import Outcome
 from router_service.lifecycle.timeouts import StreamPolicy
 from router_service.lifecycle.watch import Expired, StreamTimeout, StreamWatch
+from router_service.limits import check_embedding
 from router_service.placement import Candidate
 from router_service.prompt_policy import with_system_prefix
 from router_service.providers import Provider
@@ -359,7 +360,13 @@ class Dispatcher:
                             break
                         attempt = life.begin(cand.provider, cand.model)
                         try:
-                            out = await provider.embed(call)
+                            out = check_embedding(
+                                await provider.embed(call),
+                                cand.model,
+                                len(inputs),
+                                cand.provider,
+                                cand.engine_model,
+                            )
                         except RouterError as err:
                             self._fail(breaker, err, cand, attempt, life, Outcome.ENGINE_ERROR)
                             _fill(err, cand, request_id)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from llmcore import errcap
+
 
 class ErrorKind(enum.Enum):
     """What went wrong, in the router's terms; each maps to one proto ``ErrorCode``."""
@@ -57,11 +59,16 @@ class RouterError(Exception):
 
 
 def invalid(violations: list[FieldViolation]) -> RouterError:
-    """The INVALID_ARGUMENT error for a list of field violations."""
-    names = ", ".join(v.field for v in violations)
-    detail = "; ".join(f"{v.field}: {v.description}" for v in violations)
+    """The INVALID_ARGUMENT error for a list of field violations: the first few named, the
+    rest counted (``llmcore.errcap``: trailers stay far below 16 kB)."""
+    kept = [
+        FieldViolation(f, d) for f, d in errcap.capped((v.field, v.description) for v in violations)
+    ]
+    names = ", ".join(v.field for v in kept[:3])
+    detail = "; ".join(f"{v.field}: {v.description}" for v in kept[:3])
+    more = len(violations) - 3
     return RouterError(
         ErrorKind.INVALID_REQUEST,
-        f"invalid request field(s) {names}: {detail}",
-        violations=tuple(violations),
+        f"invalid request field(s) {names}: {detail}" + (f" (and {more} more)" if more > 0 else ""),
+        violations=tuple(kept),
     )

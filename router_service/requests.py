@@ -13,6 +13,11 @@ from clients.gen.llmgateway.v1 import common_pb2, router_pb2
 from llmcore.vocabulary import ProviderName, TaskName
 from router_service.dispatch import ChatIntent, Continued
 from router_service.errors import FieldViolation, invalid
+from router_service.limits import (
+    MAX_STOP_SEQUENCES,
+    embed_size_violations,
+    generate_size_violations,
+)
 from router_service.values import ChatMessage, Route, SamplingOptions
 
 _TASKS: dict[int, TaskName] = {
@@ -41,7 +46,6 @@ _ROLES = {
     router_pb2.ROLE_ASSISTANT: "assistant",
 }
 MAX_REQUEST_ID_LEN = 128
-MAX_STOP_SEQUENCES = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +97,9 @@ def _provider(value: int, out: list[FieldViolation]) -> ProviderName | None:
 
 def generate_input(req: router_pb2.GenerateRequest, request_id: str, lim: Limits) -> GenerateInput:
     """Validate a GenerateRequest; raises ``RouterError(INVALID_REQUEST)`` listing every field."""
-    bad: list[FieldViolation] = []
+    bad: list[FieldViolation] = generate_size_violations(req)
+    if bad:  # sizes first: no per-message work on an oversized request
+        raise invalid(bad)
     _check_request_id(req.request_id, bad)
     task = _TASKS.get(req.task)
     if task is None:
@@ -174,7 +180,9 @@ def _options(
 
 
 def embed_input(req: router_pb2.EmbedRequest, request_id: str, lim: Limits) -> EmbedInput:
-    bad: list[FieldViolation] = []
+    bad: list[FieldViolation] = embed_size_violations(req, lim.max_embed_inputs)
+    if bad:  # sizes first: no per-input work on an oversized request
+        raise invalid(bad)
     _check_request_id(req.request_id, bad)
     provider = _provider(req.provider, bad)
     if not req.inputs:

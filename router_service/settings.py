@@ -22,6 +22,7 @@ from router_service.catalog import (
     Catalog,
 )
 from router_service.lifecycle.timeouts import StreamTimeouts
+from router_service.limits import MAX_STOP_SEQUENCES, max_receive_bytes
 
 
 class RouterSettings(YamlFileSettings):
@@ -146,8 +147,16 @@ class RouterSettings(YamlFileSettings):
     # Admission control: streams beyond this get RESOURCE_EXHAUSTED.
     max_concurrent_requests: int = Field(default=1024, ge=1)
 
-    # gRPC message size for large embedding batches.
+    # gRPC send size, for large embedding batches. What the router receives is bounded by the
+    # prompt limits instead (max_receive_message_bytes, router_service.limits).
     max_message_bytes: int = Field(default=32 * 1024 * 1024, ge=4 * 1024 * 1024)
+
+    # Security (docs/security.md). API keys for memOS: client name -> key (JSON in the
+    # environment) and/or a YAML file of the same; none: the port is open to whoever reaches
+    # it. Standard gRPC reflection is off unless enabled.
+    api_keys: dict[str, str] = Field(default_factory=dict)
+    api_keys_file: Path | None = None
+    reflection: bool = False
 
     # Observability (docs/observability.md). Tracing exports over OTLP gRPC to this endpoint,
     # else to OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT; neither set (or OTEL_SDK_DISABLED=true): off.
@@ -212,6 +221,11 @@ class RouterSettings(YamlFileSettings):
         if self.control_tls_cert_file is not None and self.control_tls_ca_file is None:
             raise ValueError("control_tls_cert_file needs control_tls_ca_file (TLS)")
         return self
+
+    @property
+    def max_receive_message_bytes(self) -> int:
+        """The largest request a valid call can be (derived from the prompt limits)."""
+        return max_receive_bytes(self.max_prompt_chars, MAX_STOP_SEQUENCES)
 
     def control_credentials(self) -> grpc.ChannelCredentials | None:
         """TLS credentials for the control session, or None for plaintext."""

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import orjson
 
+from llmcore.errcap import MAX_ENGINE_MESSAGE, cut
 from llmcore.vocabulary import ProviderName
 from router_service.errors import ErrorKind, RouterError
 from router_service.providers._base import ProviderLimits
@@ -38,25 +39,59 @@ def build_http_client(
     )
 
 
-async def iter_line_batches(raw: AsyncIterator[bytes]) -> AsyncGenerator[list[bytes], None]:
+# The longest NDJSON / SSE line an engine may send: one event is a few hundred bytes; a body
+# with no newline at all used to grow the buffer without bound (~22 MB/s per request).
+MAX_LINE_BYTES = 1024 * 1024
+
+
+async def iter_line_batches(
+    raw: AsyncIterator[bytes],
+    provider: ProviderName | str = "",
+    model: str = "",
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> AsyncGenerator[list[bytes], None]:
     """Split a byte stream into non-empty lines, one list per network read.
 
     Splitting bytes ourselves is far cheaper than ``aiter_lines`` (see performance notes), and
     grouping by read gives backpressure-driven coalescing for free: when the relay is behind, one
     read holds many events and they leave as one gRPC message; when it is not, each event leaves
-    alone, at once.
+    alone, at once. A line longer than ``max_line_bytes`` is LLM_INVALID_RESPONSE; the pieces of
+    an unfinished line are kept apart and joined once (no quadratic copying).
     """
-    pending = b""
+    pending: list[bytes] = []
+    pending_len = 0
     async for data in raw:
+        if b"\n" not in data:
+            pending.append(data)
+            pending_len += len(data)
+            if pending_len > max_line_bytes:
+                raise line_too_long(provider, model, max_line_bytes)
+            continue
         if pending:
-            data = pending + data
+            data = b"".join((*pending, data))
+            pending.clear()
         parts = data.split(b"\n")
-        pending = parts.pop()
+        last = parts.pop()
+        pending_len = len(last)
+        if last:
+            pending.append(last)
+        if pending_len > max_line_bytes or any(len(p) > max_line_bytes for p in parts):
+            raise line_too_long(provider, model, max_line_bytes)
         lines = [p for p in parts if p and not p.isspace()]
         if lines:
             yield lines
-    if pending and not pending.isspace():
-        yield [pending]
+    rest = b"".join(pending)
+    if rest and not rest.isspace():
+        yield [rest]
+
+
+def line_too_long(provider: ProviderName | str, model: str, limit: int) -> RouterError:
+    return RouterError(
+        ErrorKind.LLM_INVALID_RESPONSE,
+        f"{provider or 'the engine'} sent a stream line longer than {limit} bytes",
+        provider,
+        model,
+    )
 
 
 async def finish_body(batches: AsyncGenerator[list[bytes], None], timeout_s: float = 1.0) -> None:
@@ -103,7 +138,7 @@ def status_error(
     status: int, body: bytes, provider: ProviderName, model: str, retry_after: str | None
 ) -> RouterError:
     """Map a non-2xx engine response to the most specific domain error."""
-    msg = f"{provider} returned HTTP {status}: {error_message(body)}"
+    msg = f"{provider} returned HTTP {status}: {cut(error_message(body), MAX_ENGINE_MESSAGE)}"
     after = _parse_retry_after(retry_after)
     if status == 404:
         return RouterError(ErrorKind.MODEL_NOT_FOUND, msg, provider, model, http_status=status)
@@ -206,7 +241,7 @@ def truncated(provider: ProviderName, model: str) -> RouterError:
 def engine_stream_error(provider: ProviderName, model: str, message: str) -> RouterError:
     return RouterError(
         ErrorKind.LLM_INVALID_RESPONSE,
-        f"{provider} reported an error mid-stream: {message}",
+        f"{provider} reported an error mid-stream: {cut(message, MAX_ENGINE_MESSAGE)}",
         provider,
         model,
         retryable=True,

@@ -77,7 +77,7 @@ class OllamaProvider:
                 raise status_error(
                     resp.status_code, body, "ollama", call.model, resp.headers.get("retry-after")
                 )
-            batches = iter_line_batches(resp.aiter_raw())
+            batches = iter_line_batches(resp.aiter_raw(), "ollama", call.model)
             async for lines in batches:
                 chunk = ChatChunk()
                 parts: list[str] = []

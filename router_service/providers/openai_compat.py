@@ -89,7 +89,7 @@ class OpenAICompatProvider:
                 raise status_error(
                     resp.status_code, body, name, call.model, resp.headers.get("retry-after")
                 )
-            batches = iter_line_batches(resp.aiter_raw())
+            batches = iter_line_batches(resp.aiter_raw(), name, call.model)
             async for lines in batches:
                 # One chunk per network read: when the relay is behind, a read holds many
                 # events and they leave as one message. The loop is the relay's per-token cost

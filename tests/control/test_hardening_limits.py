@@ -3,6 +3,9 @@ request. Each is INVALID_ARGUMENT with details far below the 16 kB trailer limit
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
@@ -54,3 +57,33 @@ async def test_10000_unknown_rule_names_give_capped_details(control: Control) ->
     assert named[-1] == "(more)"
     assert len(named) == 11
     assert trailer_bytes(exc.value) < TRAILER_LIMIT
+
+
+async def test_malformed_requests_are_invalid_argument_with_one_log_line(
+    control: Control, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The audit's case: malformed protobuf gave UNKNOWN and a traceback per call; the session
+    stream is guarded the same way."""
+    raw: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = control.channel.unary_unary(
+        "/llmgateway.v1.ControlService/Pause", request_serializer=None, response_deserializer=None
+    )
+    with caplog.at_level(logging.WARNING):
+        for _ in range(20):
+            with pytest.raises(grpc.aio.AioRpcError) as exc:
+                await raw(b"\x0a\x05\x0a\x03\xff\xfe\xfd")  # meta.actor: not UTF-8
+            assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        session: grpc.aio.StreamStreamMultiCallable[bytes, bytes] = control.channel.stream_stream(
+            "/llmgateway.v1.ControlService/RouterSession",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+
+        async def hello() -> AsyncIterator[bytes]:
+            yield b"\xff\xff\xff"
+
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            async for _ in session(hello()):
+                pass
+        assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert len([r for r in caplog.records if "undecodable" in r.getMessage()]) == 1
+    assert not [r for r in caplog.records if r.exc_info]

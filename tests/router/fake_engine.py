@@ -30,7 +30,7 @@ class Script:
     connect_error: bool = False
     finish_reason: str = "stop"
     prompt_tokens: int = 7
-    embed_dim: int = 4
+    embed_dim: int = 1024  # mxbai-embed-large's, which the router checks
     flat_vllm_error: bool = False
 
 

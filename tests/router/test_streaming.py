@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grpc
 import pytest
 
 from clients.gen.llmgateway.v1 import common_pb2, router_pb2
@@ -151,21 +152,35 @@ async def test_routing_to_vllm_by_settings() -> None:
 
 
 async def test_health_and_reflection(harness: Harness) -> None:
+    """Health always; reflection only when enabled (issue 21: off by default)."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    from tests.router.conftest import start_harness
 
     health = health_pb2_grpc.HealthStub(harness.channel)
     resp = await health.Check(health_pb2.HealthCheckRequest(service="llmgateway.v1.RouterService"))
     assert resp.status == health_pb2.HealthCheckResponse.SERVING
-    refl = reflection_pb2_grpc.ServerReflectionStub(harness.channel)
 
     async def one() -> object:
         yield reflection_pb2.ServerReflectionRequest(list_services="")
 
-    names: set[str] = set()
-    async for r in refl.ServerReflectionInfo(one()):
-        names = {s.name for s in r.list_services_response.service}
-    assert {"llmgateway.v1.RouterService", "grpc.health.v1.Health"} <= names
+    off = reflection_pb2_grpc.ServerReflectionStub(harness.channel)
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        async for _ in off.ServerReflectionInfo(one()):
+            pass
+    assert exc.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+    h = await start_harness(reflection=True)
+    try:
+        refl = reflection_pb2_grpc.ServerReflectionStub(h.channel)
+        names: set[str] = set()
+        async for r in refl.ServerReflectionInfo(one()):
+            names = {s.name for s in r.list_services_response.service}
+        assert {"llmgateway.v1.RouterService", "grpc.health.v1.Health"} <= names
+    finally:
+        await h.channel.close()
+        await h.app.stop(0)
 
 
 async def test_get_status_reports_config_and_engine_probes() -> None:

@@ -119,7 +119,9 @@ class GenerationOptions(_message.Message):
     """seed makes sampling reproducible when set."""
     @_builtins.property
     def stop(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """stop sequences end the generation when produced."""
+        """stop sequences end the generation when produced: at most 16, each non-empty and at most
+        1024 characters.
+        """
 
     def __init__(
         self,
@@ -174,7 +176,7 @@ class GenerateRequest(_message.Message):
     """
     routing_key: _builtins.str
     """routing_key keeps related calls on one engine (memOS sends its query id);
-    defaults to request_id.
+    defaults to request_id. At most 256 characters.
     """
     task: _common_pb2.Task.ValueType
     """task is the memOS call site; it selects the model unless model is set."""
@@ -183,12 +185,18 @@ class GenerateRequest(_message.Message):
     system: _builtins.str
     """system is an optional system instruction prepended to prompt or messages."""
     model: _builtins.str
-    """model overrides the task's model with a logical model name (e.g. "qwen3:8b")."""
+    """model overrides the task's model with a logical model name (e.g. "qwen3:8b"), at most 256
+    characters.
+    """
     provider: _common_pb2.Provider.ValueType
     """provider pins the engine (golden queries, tests, operators); unset lets the router choose."""
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___Message]:
-        """messages is the conversation; give either messages or prompt."""
+        """messages is the conversation; give either messages or prompt. At most 1024 messages; their
+        text (with system) counts against the router's prompt limit (max_prompt_chars, 200 000 by
+        default). The whole request must fit the router's receive limit, derived from that prompt
+        limit (about 1.4 MB by default): a larger message is RESOURCE_EXHAUSTED before parsing.
+        """
 
     @_builtins.property
     def options(self) -> Global___GenerationOptions:
@@ -480,14 +488,20 @@ class EmbedRequest(_message.Message):
     request_id: _builtins.str
     """request_id identifies the call; generated when empty."""
     routing_key: _builtins.str
-    """routing_key keeps related calls on one engine; defaults to request_id."""
+    """routing_key keeps related calls on one engine; defaults to request_id. At most 256
+    characters.
+    """
     model: _builtins.str
-    """model overrides the embedding model with a logical name (e.g. "mxbai-embed-large")."""
+    """model overrides the embedding model with a logical name (e.g. "mxbai-embed-large"), at
+    most 256 characters.
+    """
     provider: _common_pb2.Provider.ValueType
     """provider pins the engine; unset lets the router choose."""
     @_builtins.property
     def inputs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """inputs are the texts to embed (at least one)."""
+        """inputs are the texts to embed: at least one, at most max_embed_inputs (256 by default),
+        their total length within the prompt limit.
+        """
 
     def __init__(
         self,
