@@ -89,7 +89,13 @@ class PreconditionFailed(ControlError):
 
 
 class StoreError(ControlError):
-    """The store is unusable (corrupt, newer schema than this build knows, closed)."""
+    """The store is unusable (corrupt, newer schema than this build knows, closed, locked by
+    another writer, a failed write). ``exhausted``: the disk (or the store's size cap) is full,
+    RESOURCE_EXHAUSTED rather than UNAVAILABLE."""
+
+    def __init__(self, message: str, *, exhausted: bool = False) -> None:
+        super().__init__(message)
+        self.exhausted = exhausted
 
 
 class NotLeader(StoreError):

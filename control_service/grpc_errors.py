@@ -52,6 +52,8 @@ def to_status(err: ControlError) -> grpc.Status:
         code, reason = grpc.StatusCode.UNAVAILABLE, "NOT_LEADER"
         metadata["leader_address"] = err.leader_address
         metadata["leader_id"] = err.leader_id
+    elif isinstance(err, StoreError) and err.exhausted:
+        code, reason = grpc.StatusCode.RESOURCE_EXHAUSTED, "STORE_FULL"
     elif isinstance(err, StoreError):
         code, reason = grpc.StatusCode.UNAVAILABLE, "STORE_UNAVAILABLE"
     else:

@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from control_service.app import start_control
+from control_service.errors import StoreError
 from control_service.settings import ControlSettings
 from llmcore.logs import configure_logging
 from llmcore.serving import run_until_signalled
@@ -33,7 +34,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 async def serve(settings: ControlSettings) -> None:
     try:
         app = await start_control(settings)
-    except ValueError as exc:  # settings that cannot serve, e.g. no credentials at all
+    except (ValueError, StoreError) as exc:  # no credentials at all, a store in use
         raise SystemExit(f"llm-control: {exc}") from None
     version = app.controller.current.version
     where = settings.store or settings.db_path

@@ -14,6 +14,7 @@ from pydantic_settings import SettingsConfigDict
 
 from control_service.authz import Credentials, build_credentials
 from control_service.state import SEED_SPLIT_STEPS
+from control_service.store._upkeep import DAY, Retention
 from control_service.store.etcd_url import parse_endpoints
 from llmcore.settings import YamlFileSettings
 
@@ -42,6 +43,14 @@ class ControlSettings(YamlFileSettings):
     # (the hostname when listening on all interfaces). replica_id defaults to that address.
     advertise_address: str = ""
     replica_id: str = ""
+    # The SQLite store's size cap (None: the disk's), and its retention: snapshots beyond the
+    # newest store_keep_versions drop their state; decision events (dry-run verdicts, alerts,
+    # router expiries) go after store_decision_retention_days, the audit trail of changes after
+    # store_audit_retention_days (0: never). One control service per file (a lock on open).
+    store_max_mb: float | None = Field(default=None, gt=0)
+    store_keep_versions: int = Field(default=1000, ge=1)
+    store_decision_retention_days: float = Field(default=30.0, gt=0)
+    store_audit_retention_days: float = Field(default=365.0, ge=0)
     # Used only when the store is empty (the first start): the SPLIT weights promote walks.
     split_steps: list[int] = Field(default_factory=lambda: list(SEED_SPLIT_STEPS))
 
@@ -187,11 +196,27 @@ class ControlSettings(YamlFileSettings):
             raise ValueError("gonogo_latency_go_ms must not exceed gonogo_latency_no_go_ms")
         if self.gonogo_shadow_error_go > self.gonogo_shadow_error_no_go:
             raise ValueError("gonogo_shadow_error_go must not exceed gonogo_shadow_error_no_go")
+        if (
+            self.store_audit_retention_days
+            and self.store_audit_retention_days < self.store_decision_retention_days
+        ):
+            raise ValueError("store_audit_retention_days (0: never) must not be the shorter")
         return self
 
     @property
     def tls(self) -> bool:
         return self.tls_cert_file is not None
+
+    def retention(self) -> Retention:
+        return Retention(
+            keep_versions=self.store_keep_versions,
+            decision_retention_s=self.store_decision_retention_days * DAY,
+            audit_retention_s=self.store_audit_retention_days * DAY,
+        )
+
+    @property
+    def store_max_bytes(self) -> int | None:
+        return None if self.store_max_mb is None else int(self.store_max_mb * 1024 * 1024)
 
     def credentials(self) -> Credentials:
         """Every credential the service accepts (raises ValueError on a conflicting set)."""

@@ -11,4 +11,6 @@ from control_service.store.sqlite import SqliteStore
 def open_store(settings: ControlSettings) -> StateStore:
     if settings.etcd_endpoints:
         return EtcdStore(settings.etcd_endpoints, prefix=settings.etcd_prefix)
-    return SqliteStore(settings.db_path)
+    return SqliteStore(
+        settings.db_path, retention=settings.retention(), max_bytes=settings.store_max_bytes
+    )

@@ -3,9 +3,13 @@
 Durability: each change is ONE transaction (``BEGIN IMMEDIATE`` → compare-and-set check → new
 snapshot row → audit event row → ``COMMIT``); with WAL and ``synchronous=FULL`` the commit is
 fsynced before ``commit`` returns, so an acknowledged change survives ``kill -9`` and power loss.
-``BEGIN IMMEDIATE`` takes the write lock before reading, so two processes on one file cannot both
-pass the version check. Every snapshot is kept (the history), so ``max(version) + 1`` never goes
-backwards across restarts.
+``BEGIN IMMEDIATE`` takes the write lock before reading, so two connections on one file cannot
+both pass the version check; one control service per file is enforced on open (a ``flock`` on
+``<db>.lock``, ``_upkeep.WriterLock``). Every snapshot row is kept, so ``max(version) + 1`` never
+goes backwards across restarts; old ones drop their state and old events go by the retention
+(``_upkeep.Retention``). A failed write is a ``StoreError`` (RESOURCE_EXHAUSTED when the disk
+or ``max_bytes`` is full), and until a write succeeds again ``ping`` fails, so GetHealth shows
+the store DOWN.
 
 Every sqlite call runs on one dedicated thread, off the event loop: the session fan-out needs the
 loop free while a commit waits for its fsync.
@@ -19,6 +23,7 @@ verdicts, alerts; :meth:`SqliteStore.record`) filed under the same version.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +36,7 @@ from control_service import state as st
 from control_service.errors import StoreError, VersionConflict
 from control_service.state import AuditEvent, DesiredState, Snapshot
 from control_service.store._base import Decision, Mutation, with_evidence
+from control_service.store._upkeep import Retention, WriterLock, prune, write_error
 
 T = TypeVar("T")
 
@@ -87,11 +93,23 @@ class SqliteStore:
     """:class:`~control_service.store.StateStore` on one SQLite file."""
 
     def __init__(
-        self, path: Path | str, clock: Callable[[], float] = time.time, busy_timeout_s: float = 10
+        self,
+        path: Path | str,
+        clock: Callable[[], float] = time.time,
+        busy_timeout_s: float = 10,
+        *,
+        retention: Retention | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         self.path = Path(path)
         self._clock = clock
         self._busy_timeout_s = busy_timeout_s
+        self.retention = retention or Retention()
+        self._max_bytes = max_bytes
+        self._lock = WriterLock(self.path)
+        self._pruned_at = -float("inf")
+        # Why the last write failed, until one succeeds (ping reports it).
+        self.write_failure: str | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="control-sqlite")
         self._conn: sqlite3.Connection | None = None
         self._closed = False
@@ -117,7 +135,7 @@ class SqliteStore:
         return await self._run(self._current)
 
     async def commit(self, expected_version: int, mutate: Mutation) -> tuple[Snapshot, bool]:
-        return await self._run(self._commit, expected_version, mutate)
+        return await self._run(self._write, self._commit, expected_version, mutate)
 
     async def events(self, before_version: int, limit: int) -> list[AuditEvent]:
         return await self._run(self._events, before_version, limit)
@@ -126,7 +144,7 @@ class SqliteStore:
         return await self._run(self._event_page, before_version, limit)
 
     async def record(self, decision: Decision) -> AuditEvent:
-        return await self._run(self._record, decision)
+        return await self._run(self._write, self._record, decision)
 
     async def ping(self) -> int:
         return await self._run(self._ping)
@@ -143,13 +161,21 @@ class SqliteStore:
 
     def _open(self, initial: DesiredState) -> Snapshot:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=self._busy_timeout_s)
+        self._lock.acquire()
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=self._busy_timeout_s)
+        except BaseException:
+            self._lock.release()
+            raise
         try:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StoreError(f"{self.path}: cannot enable WAL (journal_mode={mode})")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
+            if self._max_bytes is not None:
+                page = int(conn.execute("PRAGMA page_size").fetchone()[0])
+                conn.execute(f"PRAGMA max_page_count = {max(1, self._max_bytes // page)}")
             self._conn = conn
             self._migrate()
             if self._db.execute("SELECT 1 FROM snapshots LIMIT 1").fetchone() is None:
@@ -158,6 +184,7 @@ class SqliteStore:
         except BaseException:
             self._conn = None
             conn.close()
+            self._lock.release()
             raise
 
     def _migrate(self) -> None:
@@ -318,9 +345,28 @@ class SqliteStore:
 
     def _ping(self) -> int:
         row = self._db.execute("SELECT max(version) FROM snapshots").fetchone()
+        if self.write_failure is not None:
+            raise StoreError(f"the last write failed: {self.write_failure}")
         return int(row[0] or 0)
+
+    def _write(self, fn: Callable[..., T], *args: object) -> T:
+        """``fn`` (a write) with its sqlite failures mapped; then the retention, now and then."""
+        try:
+            out = fn(*args)
+        except sqlite3.Error as exc:
+            self.write_failure = str(exc)
+            raise write_error(self.path, exc) from exc
+        self.write_failure = None
+        now = self._clock()
+        if now - self._pruned_at >= self.retention.every_s:
+            self._pruned_at = now
+            # The change is stored; a failed pruning is tried again later.
+            with contextlib.suppress(sqlite3.Error):
+                prune(self._db, self.retention, now)
+        return out
 
     def _close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        self._lock.release()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -443,7 +444,9 @@ async def test_the_events_table_migrates_from_schema_1(tmp_path: Path) -> None:
     del old["migration"]["automatic_rollbacks"]
     for v in (1, 2):
         conn.execute("INSERT INTO snapshots VALUES (?, ?, ?)", (v, float(v), json.dumps(old)))
-        conn.execute("INSERT INTO events VALUES (?, ?, 'op', 'x', 'r', '{}', '{}')", (v, float(v)))
+        # Recent times: the store's retention would prune events from 1970.
+        at = time.time() - 10 + v
+        conn.execute("INSERT INTO events VALUES (?, ?, 'op', 'x', 'r', '{}', '{}')", (v, at))
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
