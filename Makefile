@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo lint proto proto-check typecheck fmt clean system-deps \
+.PHONY: run test fuzz demo lint proto proto-check typecheck fmt clean system-deps \
 	bench bench-deps bench-sim bench-control bench-shadow bench-rollback bench-router \
 	bench-failover
 
@@ -25,6 +25,10 @@ demo: $(STAMP)
 ## test: lint, type checks, stale generated code, the full test suite
 test: $(STAMP) system-deps lint typecheck
 	$(PY) -m pytest -q
+
+## fuzz: the property tests over every RPC (tests/fuzz) with many more examples than make test
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -p no:randomly tests/fuzz
 
 # Debian packages the tests run for real: Prometheus (observability tests scrape the services)
 # and etcd-server (the etcd store and leader election run on a three-member etcd cluster).

@@ -76,7 +76,7 @@ class EmbedInput:
 def resolve_request_id(field_value: str, metadata_value: str | None) -> str:
     """The request's own id, else the ``x-request-id`` metadata, else a new one."""
     rid = field_value or metadata_value or ""
-    if rid and len(rid) <= MAX_REQUEST_ID_LEN and rid.isprintable():
+    if rid and len(rid) <= MAX_REQUEST_ID_LEN and _printable_ascii(rid):
         return rid
     return uuid.uuid4().hex
 
@@ -84,8 +84,13 @@ def resolve_request_id(field_value: str, metadata_value: str | None) -> str:
 def _check_request_id(value: str, out: list[FieldViolation]) -> None:
     if len(value) > MAX_REQUEST_ID_LEN:
         out.append(FieldViolation("request_id", f"at most {MAX_REQUEST_ID_LEN} characters"))
-    elif value and not value.isprintable():
-        out.append(FieldViolation("request_id", "must be printable text"))
+    elif value and not _printable_ascii(value):
+        # It goes back in the x-request-id metadata, which must be ASCII (grpc: INTERNAL).
+        out.append(FieldViolation("request_id", "must be printable ASCII"))
+
+
+def _printable_ascii(value: str) -> bool:
+    return value.isascii() and value.isprintable()
 
 
 def _provider(value: int, out: list[FieldViolation]) -> ProviderName | None:

@@ -223,3 +223,11 @@ async def test_malformed_protobuf_and_invalid_utf8_are_invalid_argument_with_one
     assert len(lines) == 1
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not [r for r in caplog.records if r.exc_info]
+
+
+async def test_a_non_ascii_request_id_is_invalid_argument_not_internal(harness: Harness) -> None:
+    """Found by the fuzz suite: a request id of "¡" went back in the x-request-id metadata,
+    which must be ASCII, and the call failed with INTERNAL "Invalid metadata"."""
+    err = await generate_error(harness, P.GenerateRequest(prompt="hi", request_id="¡"))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert fields(err) == ["request_id"]

@@ -172,7 +172,7 @@ class GenerateRequest(_message.Message):
     OPTIONS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """request_id identifies the call end to end; when empty the router takes the
-    x-request-id metadata or generates one.
+    x-request-id metadata or generates one. At most 128 printable ASCII characters.
     """
     routing_key: _builtins.str
     """routing_key keeps related calls on one engine (memOS sends its query id);
