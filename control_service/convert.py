@@ -13,7 +13,7 @@ from google.protobuf import field_mask_pb2, timestamp_pb2
 from clients.gen.llmgateway.v1 import common_pb2, control_pb2
 from control_service import stats_windows as sw
 from control_service.errors import FieldViolation, InvalidChange
-from control_service.evaluation_flags import ShadowSemantic
+from control_service.evaluation_flags import ShadowJudge, ShadowSemantic
 from control_service.hub import RouterRecord, RouterView
 from control_service.rollback import gate
 from control_service.state import (
@@ -138,6 +138,16 @@ def flags_to_proto(f: Flags) -> control_pb2.Flags:
             max_concurrency=f.shadow_semantic.max_concurrency,
             queue_size=f.shadow_semantic.queue_size,
             timeout_ms=f.shadow_semantic.timeout_ms,
+        ),
+        shadow_judge=control_pb2.ShadowJudge(
+            enabled=f.shadow_judge.enabled,
+            model=f.shadow_judge.model,
+            provider=PROVIDER_TO_PROTO[f.shadow_judge.provider],
+            sample_rate=f.shadow_judge.sample_rate,
+            max_calls_per_hour=f.shadow_judge.max_calls_per_hour,
+            timeout_ms=f.shadow_judge.timeout_ms,
+            prompt=f.shadow_judge.prompt,
+            swap_check_rate=f.shadow_judge.swap_check_rate,
         ),
         rollback=control_pb2.RollbackThresholds(
             error_rate=r.error_rate,
@@ -322,6 +332,16 @@ def flags_from_proto(msg: control_pb2.Flags) -> Flags:
             max_concurrency=msg.shadow_semantic.max_concurrency,
             queue_size=msg.shadow_semantic.queue_size,
             timeout_ms=msg.shadow_semantic.timeout_ms,
+        ),
+        shadow_judge=ShadowJudge(
+            enabled=msg.shadow_judge.enabled,
+            model=msg.shadow_judge.model,
+            provider=_provider(msg.shadow_judge.provider, "flags.shadow_judge.provider", bad),
+            sample_rate=msg.shadow_judge.sample_rate,
+            max_calls_per_hour=msg.shadow_judge.max_calls_per_hour,
+            timeout_ms=msg.shadow_judge.timeout_ms,
+            prompt=msg.shadow_judge.prompt,
+            swap_check_rate=msg.shadow_judge.swap_check_rate,
         ),
         rollback=RollbackThresholds(
             error_rate=r.error_rate,

@@ -157,6 +157,8 @@ def _group(
     semantic = [m.embedding_cosine for m in both if m.HasField("embedding_cosine")]
     jsons = [m for m in both if m.HasField("json_equal")]
     fields = [m.json_field_agreement for m in jsons if m.HasField("json_field_agreement")]
+    verdicts = Counter(m.judge_verdict for m in both)
+    swaps = [m.judge_swap_agreed for m in both if m.HasField("judge_swap_agreed")]
     return control_pb2.ShadowGroupReport(
         task=common_pb2.Task.ValueType(key[0]),
         model=key[1],
@@ -179,6 +181,12 @@ def _group(
         json_pairs=len(jsons),
         json_field_agreement_mean=sum(fields) / len(fields) if fields else 0.0,
         json_equal_rate=_rate(jsons, lambda m: m.json_equal),
+        judge_wins=verdicts[control_pb2.JUDGE_VERDICT_SHADOW_BETTER],
+        judge_ties=verdicts[control_pb2.JUDGE_VERDICT_TIE],
+        judge_losses=verdicts[control_pb2.JUDGE_VERDICT_PRIMARY_BETTER],
+        judge_unjudged=verdicts[control_pb2.JUDGE_VERDICT_UNJUDGED],
+        judge_swap_checks=len(swaps),
+        judge_swap_agreement=sum(swaps) / len(swaps) if swaps else 0.0,
     )
 
 

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BeforeValidator, PlainSerializer, TypeAdapter, ValidationError
 
-from control_service.evaluation_flags import ShadowSemantic
+from control_service.evaluation_flags import ShadowJudge, ShadowSemantic
 from control_service.model_sizes import default_vram_bytes
 from llmcore.catalog import DEFAULT_ENGINE_NAMES, DEFAULT_FALLBACKS, DEFAULT_TASK_MODELS
 from llmcore.vocabulary import ProviderName, TaskName
@@ -129,6 +129,8 @@ class Flags:
     continuation_disabled: bool = False
     # How shadow pairs are scored on meaning (control_service.evaluation_flags).
     shadow_semantic: ShadowSemantic = field(default_factory=ShadowSemantic)
+    # The optional LLM judge of shadow pairs (control_service.evaluation_flags).
+    shadow_judge: ShadowJudge = field(default_factory=ShadowJudge)
 
 
 @dataclass(frozen=True, slots=True)

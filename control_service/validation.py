@@ -13,7 +13,7 @@ import itertools
 import math
 
 from control_service.errors import FieldViolation, InvalidChange
-from control_service.evaluation_flags import validate_semantic
+from control_service.evaluation_flags import validate_judge, validate_semantic
 from control_service.state import (
     COMPONENT_TASKS,
     ROLLBACK_RULES,
@@ -97,6 +97,7 @@ def validate_flags(flags: Flags, catalog: Catalog) -> list[FieldViolation]:
             )
     _in_range(out, "flags.shadow_sample_rate", flags.shadow_sample_rate, 0.0, 1.0)
     out += validate_semantic(flags.shadow_semantic, catalog)
+    out += validate_judge(flags.shadow_judge, catalog)
     seen: set[str] = set()
     for i, (model, prefix) in enumerate(flags.prompt_policies):
         path = f"flags.prompt_policies[{i}]"

@@ -86,6 +86,10 @@ class ShadowRecord:
     semantic_dropped: bool = False
     json_field_agreement: float | None = None
     json_equal: bool | None = None
+    # The LLM judge's verdict from the shadow's side (None: not judged; "unjudged": asked, no
+    # usable verdict), and whether a swapped re-judging agreed.
+    judge_verdict: str | None = None
+    judge_swap_agreed: bool | None = None
 
 
 class _Reservoir:

@@ -41,8 +41,9 @@ def register(subparsers: Subparsers) -> None:
         "success rates of both sides, the median shadow-minus-primary TTFT and decode rate, text "
         "similarity p10/p50/p90 (token-multiset Jaccard, 0..1), the median length ratio "
         "(shadow/primary), the semantic similarity p10/p50 (cosine of the answers' embeddings, "
-        "one model on one engine) and the JSON per-field agreement; then the lowest-similarity "
-        "pairs. Texts only when routers captured them.",
+        "one model on one engine), the JSON per-field agreement and the LLM judge's wins/ties/"
+        "losses for the shadow engine with its self-agreement on swapped order; then the "
+        "lowest-similarity pairs. Texts only when routers captured them.",
     )
     p.add_argument(
         "--by-episode",
@@ -111,6 +112,19 @@ def _preview(text: str) -> str:
     return flat if len(flat) <= TEXT_PREVIEW else flat[: TEXT_PREVIEW - 3] + "..."
 
 
+def judge_text(g: control_pb2.ShadowGroupReport) -> str:
+    """``3/5/1 (2 unjudged, self-agreement 80% of 5)`` from vLLM's side; ``-`` unjudged."""
+    if not (g.judge_wins or g.judge_ties or g.judge_losses or g.judge_unjudged):
+        return "-"
+    text = f"{g.judge_wins}/{g.judge_ties}/{g.judge_losses}"
+    notes = []
+    if g.judge_unjudged:
+        notes.append(f"{g.judge_unjudged} unjudged")
+    if g.judge_swap_checks:
+        notes.append(f"self-agreement {g.judge_swap_agreement:.0%} of {g.judge_swap_checks}")
+    return f"{text} ({', '.join(notes)})" if notes else text
+
+
 def report_lines(response: control_pb2.GetShadowReportResponse, window: int) -> list[str]:
     pairs = sum(g.pairs for g in response.groups)
     dropped = sum(g.dropped for g in response.groups)
@@ -142,6 +156,7 @@ def report_lines(response: control_pb2.GetShadowReportResponse, window: int) -> 
             f"{g.json_field_agreement_mean:.0%} fields, {g.json_equal_rate:.0%} equal"
             if g.json_pairs
             else "-",
+            judge_text(g),
         ]
         for g in response.groups
     ]
@@ -158,6 +173,7 @@ def report_lines(response: control_pb2.GetShadowReportResponse, window: int) -> 
         "LENGTH p50",
         "SEMANTIC p10/p50 (n)",
         "JSON",
+        "JUDGE W/T/L",
     ]
     lines += ["", *format_table(headers, rows)]
     if response.worst_pairs:

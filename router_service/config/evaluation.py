@@ -41,3 +41,21 @@ class SemanticOptions:
             queue_size=queue_size,
             timeout_s=(timeout_ms / 1000) if timeout_ms else DEFAULT_TIMEOUT_S,
         )
+
+
+DEFAULT_JUDGE_CALLS_PER_HOUR = 60
+DEFAULT_JUDGE_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeOptions:
+    """``flags.shadow_judge`` with its zero values resolved; ``enabled`` False: no judge."""
+
+    enabled: bool = False
+    model: str = ""
+    provider: ProviderName | None = None
+    sample_rate: float = 1.0
+    max_calls_per_hour: int = DEFAULT_JUDGE_CALLS_PER_HOUR
+    timeout_s: float = DEFAULT_JUDGE_TIMEOUT_S
+    prompt: str = ""  # empty: router_service.shadow._judge.DEFAULT_PROMPT
+    swap_check_rate: float = 0.0

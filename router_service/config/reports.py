@@ -26,6 +26,14 @@ _TASK: dict[TaskName, common_pb2.Task.ValueType] = {
 }
 
 
+_VERDICT: dict[str, control_pb2.JudgeVerdict.ValueType] = {
+    "shadow_better": control_pb2.JUDGE_VERDICT_SHADOW_BETTER,
+    "tie": control_pb2.JUDGE_VERDICT_TIE,
+    "primary_better": control_pb2.JUDGE_VERDICT_PRIMARY_BETTER,
+    "unjudged": control_pb2.JUDGE_VERDICT_UNJUDGED,
+}
+
+
 def _code(kind: ErrorKind) -> common_pb2.ErrorCode.ValueType:
     return common_pb2.ErrorCode.Value(f"ERROR_CODE_{kind.value}")
 
@@ -63,6 +71,10 @@ def _comparison(r: ShadowRecord) -> control_pb2.ShadowComparison:
         msg.json_field_agreement = r.json_field_agreement
     if r.json_equal is not None:
         msg.json_equal = r.json_equal
+    if r.judge_verdict is not None:
+        msg.judge_verdict = _VERDICT[r.judge_verdict]
+    if r.judge_swap_agreed is not None:
+        msg.judge_swap_agreed = r.judge_swap_agreed
     # Empty unless the router captured content (flags.shadow_capture_content).
     msg.prompt = r.prompt
     msg.primary_text = r.primary_text

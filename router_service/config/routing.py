@@ -13,7 +13,12 @@ from clients.gen.llmgateway.v1 import common_pb2, control_pb2
 from llmcore.shadowing import mirroring
 from llmcore.vocabulary import ProviderName, TaskName
 from router_service.catalog import Catalog
-from router_service.config.evaluation import SemanticOptions
+from router_service.config.evaluation import (
+    DEFAULT_JUDGE_CALLS_PER_HOUR,
+    DEFAULT_JUDGE_TIMEOUT_S,
+    JudgeOptions,
+    SemanticOptions,
+)
 from router_service.lifecycle.timeouts import Overrides
 
 _PROVIDER: dict[int, ProviderName] = {
@@ -67,6 +72,8 @@ class RoutingConfig:
     continuation_disabled: bool = False
     # How shadow pairs are scored on meaning (flags.shadow_semantic, defaults resolved).
     semantic: SemanticOptions = field(default_factory=SemanticOptions)
+    # The optional LLM judge of shadow pairs (flags.shadow_judge, defaults resolved).
+    judge: JudgeOptions = field(default_factory=JudgeOptions)
     raw: bytes = field(default=b"", repr=False, compare=False)
 
     @property
@@ -167,6 +174,7 @@ def from_snapshot(snap: control_pb2.ConfigSnapshot) -> RoutingConfig:
         sem.queue_size,
         sem.timeout_ms,
     )
+    judge = _judge(flags.shadow_judge, catalog)
     return RoutingConfig(
         version=snap.version,
         primary=primary,
@@ -185,6 +193,7 @@ def from_snapshot(snap: control_pb2.ConfigSnapshot) -> RoutingConfig:
         stream_timeouts=timeouts,
         continuation_disabled=flags.continuation_disabled,
         semantic=semantic,
+        judge=judge,
         raw=snap.SerializeToString(deterministic=True),
     )
 
@@ -206,6 +215,30 @@ def _stream_timeouts(flags: control_pb2.Flags) -> Overrides:
             st.idle_timeout_ms / 1000 or None,
         )
     return out
+
+
+def _judge(j: control_pb2.ShadowJudge, catalog: Catalog) -> JudgeOptions:
+    if not j.enabled:
+        return JudgeOptions()
+    provider = _provider(j.provider, "flags.shadow_judge.provider")
+    assert provider is not None
+    if catalog.engine_name(j.model, provider) is None:
+        raise ConfigError(f"flags.shadow_judge.model: {provider} does not serve {j.model!r}")
+    for name, rate in (("sample_rate", j.sample_rate), ("swap_check_rate", j.swap_check_rate)):
+        if not 0.0 <= rate <= 1.0:
+            raise ConfigError(f"flags.shadow_judge.{name}: {rate} not in [0, 1]")
+    if j.max_calls_per_hour < 0 or j.timeout_ms < 0:
+        raise ConfigError("flags.shadow_judge: bounds must not be negative")
+    return JudgeOptions(
+        enabled=True,
+        model=j.model,
+        provider=provider,
+        sample_rate=j.sample_rate or 1.0,
+        max_calls_per_hour=j.max_calls_per_hour or DEFAULT_JUDGE_CALLS_PER_HOUR,
+        timeout_s=j.timeout_ms / 1000 if j.timeout_ms else DEFAULT_JUDGE_TIMEOUT_S,
+        prompt=j.prompt,
+        swap_check_rate=j.swap_check_rate,
+    )
 
 
 def _catalog(cat: control_pb2.Catalog) -> Catalog:

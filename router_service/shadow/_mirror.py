@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
@@ -57,12 +58,12 @@ from llmcore.vocabulary import ProviderName, TaskName
 from router_service.config.routing import RoutingConfig
 from router_service.dispatch import ChatIntent, Dispatcher, Finished, Text
 from router_service.errors import ErrorKind, RouterError
-from router_service.placement import Candidate, choose_provider, plan
+from router_service.placement import Candidate
 from router_service.request_stats import RequestStatsRecorder, ShadowRecord
 from router_service.requests import GenerateInput
-from router_service.shadow._compare import TextFigures, compare_texts, cosine, decode_rate
+from router_service.shadow._compare import decode_rate
+from router_service.shadow._evaluate import Pair, PairEvaluator, Scored
 from router_service.shadow._sample import sampled
-from router_service.shadow._semantic import Bounded, JsonFigures, answer_text, json_figures
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ class _Job:
     intent: ChatIntent
     cfg: RoutingConfig  # the request's config: capture, embeddings, prompt policy
     prompt: str = ""
+    question: str = ""  # the last user message, kept (in memory) only for the judge
     parts: list[str] = field(default_factory=list)
     primary: _Side | None = None
     abandoned: bool = False
@@ -174,6 +176,8 @@ class ShadowMirror:
         options: MirrorOptions | None = None,
         clock: Callable[[], float] = time.perf_counter,
         tracer: trace.Tracer | None = None,
+        judge_rng: random.Random | None = None,
+        judge_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # Each shadow is its own trace, linked to the primary's span (never its child).
         self._tracer = tracer or trace.NoOpTracer()
@@ -183,8 +187,9 @@ class ShadowMirror:
         self._clock = clock
         self._slots = asyncio.Semaphore(self._opt.max_concurrency)
         self._shadows: set[asyncio.Task[None]] = set()
-        self._embeds: set[asyncio.Task[None]] = set()
-        self.semantic = Bounded()  # the semantic scorer's own bounds
+        self._embeds: set[asyncio.Task[None]] = set()  # pair evaluations under way
+        # The semantic scorer and the judge, each with its own bounds (``_evaluate``).
+        self.evaluator = PairEvaluator(dispatcher, self._skip, judge_rng, judge_clock)
         self._waiters: set[asyncio.Event] = set()
         self._running = 0
         self._pending = 0  # accepted, waiting for the primary's first delta
@@ -253,6 +258,8 @@ class ShadowMirror:
         )
         if cfg.shadow_capture_content:
             job.prompt = self._cut(_last_user_message(inp.intent))
+        if cfg.judge.enabled:
+            job.question = _last_user_message(inp.intent)
         self.counters.mirrored += 1
         self._pending += 1
         return ShadowTicket(self, job)
@@ -372,63 +379,30 @@ class ShadowMirror:
             self._skip("primary_cancelled")
             return
         primary_text = "".join(job.parts)
-        both = primary.ok and shadow.ok
-        figures = compare_texts(primary_text, shadow.text) if both else TextFigures(0.0, 0.0)
-        a, b = answer_text(primary_text), answer_text(shadow.text)  # answers, no reasoning
-        pair = _Scored(figures, json_figures(a, b) if both else None)
-        sem = job.cfg.semantic
-        scored = (
-            job.cfg.shadow_compare_embeddings
-            and both
-            and a
-            and b
-            and sampled(job.request_id + "/semantic", sem.sample_rate)
-        )
-        if scored and self.semantic.admit(sem.max_concurrency, sem.queue_size):
-            texts = (a, b) if pair.json is None else pair.json.canonical
-            self._track(self._embeds, self._finish_with_embeddings(job, primary_text, pair, texts))
-            return
-        if scored:
-            self._skip("semantic_dropped")
-            pair.semantic_dropped = True
-        self._record(job, primary_text, pair)
-
-    async def _finish_with_embeddings(
-        self, job: _Job, primary_text: str, pair: _Scored, texts: tuple[str, str]
-    ) -> None:
-        sem = job.cfg.semantic
-        pair.semantic = await self.semantic.run(
-            sem.max_concurrency, lambda: self._embedding_cosine(job, texts)
-        )
-        pair.semantic_dropped = pair.semantic is None
-        self._record(job, primary_text, pair)
-
-    async def _embedding_cosine(self, job: _Job, texts: tuple[str, str]) -> float | None:
-        """Both answers through the router's own Embed path, in one call so both vectors come
-        from the same model on the same engine (``flags.shadow_semantic``), under its own
-        deadline."""
-        sem = job.cfg.semantic
-        deadline = asyncio.get_running_loop().time() + sem.timeout_s
-        try:
-            # Pinned to one engine (no fallback): every pair is scored by the same vectors.
-            engine = sem.provider or choose_provider(job.cfg, "embedding", job.routing_key)
-            candidates = plan(job.cfg, "embedding", sem.model, engine, job.routing_key)
-            _, out = await self._dispatcher.embed(
-                job.request_id + SHADOW_ID_SUFFIX + "-embed", texts, candidates, deadline
+        pair, work = self.evaluator.prepare(
+            Pair(
+                job.cfg,
+                job.request_id,
+                job.routing_key,
+                job.model,
+                job.question,
+                primary_text,
+                shadow.text,
+                primary.ok and shadow.ok,
             )
-            return cosine(out.vectors[0], out.vectors[1])
-        except (RouterError, ValueError, IndexError) as exc:
-            # The kind only: the texts must never reach a log.
-            kind = exc.kind.value if isinstance(exc, RouterError) else type(exc).__name__
-            log.debug("shadow semantic scoring failed (request_id=%s): %s", job.request_id, kind)
-            if isinstance(exc, RouterError) and exc.kind is ErrorKind.LLM_TIMEOUT:
-                self.semantic.counters.timed_out += 1
-            else:
-                self.semantic.counters.failed += 1
-            self._skip("semantic_failed")
-            return None
+        )
+        if work is None:
+            self._record(job, primary_text, pair)
+        else:
+            self._track(self._embeds, self._evaluate_then_record(job, primary_text, pair, work))
 
-    def _record(self, job: _Job, primary_text: str, pair: _Scored) -> None:
+    async def _evaluate_then_record(
+        self, job: _Job, primary_text: str, pair: Scored, work: Coroutine[Any, Any, None]
+    ) -> None:
+        await work
+        self._record(job, primary_text, pair)
+
+    def _record(self, job: _Job, primary_text: str, pair: Scored) -> None:
         figures = pair.figures
         primary, shadow = job.primary, job.shadow
         assert primary is not None
@@ -454,6 +428,8 @@ class ShadowMirror:
                 semantic_dropped=pair.semantic_dropped,
                 json_field_agreement=pair.json.field_agreement if pair.json else None,
                 json_equal=pair.json.equal if pair.json else None,
+                judge_verdict=pair.judge,
+                judge_swap_agreed=pair.judge_swap_agreed,
                 prompt=job.prompt,
                 primary_text=self._cut(primary_text) if job.cfg.shadow_capture_content else "",
                 shadow_text=self._cut(shadow.text) if job.cfg.shadow_capture_content else "",
@@ -501,16 +477,6 @@ class ShadowMirror:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-@dataclass(slots=True)
-class _Scored:
-    """A completed pair's figures, filled as the scorers finish."""
-
-    figures: TextFigures
-    json: JsonFigures | None = None
-    semantic: float | None = None
-    semantic_dropped: bool = False
 
 
 def _last_user_message(intent: ChatIntent) -> str:

@@ -192,6 +192,7 @@ async def test_table_and_json_figures_worst_and_window(
         "0.50/0.50",  # semantic p10/p50 of the one scored pair
         "(1)",
         "-",  # no JSON answers
+        "-",  # no judge
     ]
     assert "worst 3 pair(s) by similarity:" in out
     assert "  prompt:  p?" in out
@@ -211,3 +212,15 @@ async def test_an_empty_report_and_the_failures(
     assert await llmctl("127.0.0.1:1") == 1
     _, err = capsys.readouterr()
     assert err.startswith("llmctl: error: control service unavailable at 127.0.0.1:1")
+
+
+def test_the_judge_column_reads_from_the_shadows_side() -> None:
+    from clients.cli._shadow import judge_text
+
+    g = control_pb2.ShadowGroupReport(
+        judge_wins=3, judge_ties=5, judge_losses=1, judge_unjudged=2, judge_swap_checks=5
+    )
+    g.judge_swap_agreement = 0.8
+    assert judge_text(g) == "3/5/1 (2 unjudged, self-agreement 80% of 5)"
+    assert judge_text(control_pb2.ShadowGroupReport()) == "-"
+    assert judge_text(control_pb2.ShadowGroupReport(judge_losses=2)) == "0/0/2"

@@ -266,3 +266,28 @@ def test_meaning_figures_and_episodes() -> None:
     assert not report.episodes[1].HasField("semantic_min")
     assert list(report.episodes[0].tasks) == [ANALYSIS]
     assert not store.report().episodes  # only when asked
+
+
+def test_judge_figures_per_group() -> None:
+    store = ShadowStore(clock=Clock())
+    v = control_pb2
+    verdicts = [
+        (v.JUDGE_VERDICT_SHADOW_BETTER, True),
+        (v.JUDGE_VERDICT_TIE, None),
+        (v.JUDGE_VERDICT_PRIMARY_BETTER, False),
+        (v.JUDGE_VERDICT_PRIMARY_BETTER, True),
+        (v.JUDGE_VERDICT_UNJUDGED, None),
+        (v.JUDGE_VERDICT_UNSPECIFIED, None),  # not sent to the judge
+    ]
+    msgs = []
+    for i, (verdict, agreed) in enumerate(verdicts):
+        m = pair(f"j{i}")
+        m.judge_verdict = verdict
+        if agreed is not None:
+            m.judge_swap_agreed = agreed
+        msgs.append(m)
+    store.add("r1", report_of(*msgs))
+    (g,) = store.report().groups
+    assert (g.judge_wins, g.judge_ties, g.judge_losses, g.judge_unjudged) == (1, 1, 2, 1)
+    assert g.judge_swap_checks == 3
+    assert g.judge_swap_agreement == pytest.approx(2 / 3)

@@ -10,7 +10,7 @@ import pytest
 
 from control_service import validation
 from control_service.errors import InvalidChange
-from control_service.evaluation_flags import ShadowSemantic
+from control_service.evaluation_flags import ShadowJudge, ShadowSemantic
 from control_service.state import (
     Catalog,
     DesiredState,
@@ -246,3 +246,42 @@ def test_the_semantic_scorer_engine_must_serve_its_model() -> None:
     assert (
         fields(with_flags(shadow_semantic=ShadowSemantic(provider="ollama", sample_rate=0.2))) == []
     )
+
+
+def _judge(**kw: Any) -> ShadowJudge:
+    base: dict[str, Any] = {"enabled": True, "model": "llama3.3:70b", "provider": "ollama"}
+    return ShadowJudge(**{**base, **kw})
+
+
+@pytest.mark.parametrize(
+    ("judge", "field"),
+    [
+        (_judge(model="qwen3:8b"), "flags.shadow_judge.model"),  # an arm: the analysis model
+        (_judge(model="gemma3:4b"), "flags.shadow_judge.model"),  # an arm on either engine
+        (_judge(model=""), "flags.shadow_judge.model"),
+        (_judge(model="gpt-17"), "flags.shadow_judge.model"),
+        (_judge(model="mxbai-embed-large"), "flags.shadow_judge.model"),
+        (_judge(provider=None), "flags.shadow_judge.provider"),
+        (_judge(sample_rate=2.0), "flags.shadow_judge.sample_rate"),
+        (_judge(swap_check_rate=-0.1), "flags.shadow_judge.swap_check_rate"),
+        (_judge(max_calls_per_hour=-1), "flags.shadow_judge.max_calls_per_hour"),
+        (_judge(timeout_ms=10**9), "flags.shadow_judge.timeout_ms"),
+        (_judge(prompt="Which is better? {answer_a}"), "flags.shadow_judge.prompt"),
+        (_judge(prompt="{answer_a} {answer_b} {nope}"), "flags.shadow_judge.prompt"),
+    ],
+)
+def test_bad_judge_flags_name_the_field(judge: ShadowJudge, field: str) -> None:
+    assert fields(with_flags(shadow_judge=judge)) == [field]
+
+
+def test_a_judge_that_is_no_arm_is_accepted_and_an_arm_refused_whatever_changes() -> None:
+    ok = with_flags(shadow_judge=_judge(prompt="Q {question}: {answer_a} or {answer_b}? {{}}"))
+    assert fields(ok) == []
+    # Giving a task the judge's model later makes the judge an arm: refused too.
+    catalog = replace(
+        ok.catalog,
+        task_models=tuple(
+            (t, "llama3.3:70b" if t == "reflection" else m) for t, m in ok.catalog.task_models
+        ),
+    )
+    assert fields(replace(ok, catalog=catalog)) == ["flags.shadow_judge.model"]

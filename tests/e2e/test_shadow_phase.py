@@ -18,7 +18,7 @@ from clients.gen.llmgateway.v1 import common_pb2, control_pb2, router_pb2, route
 from llmsim import Flavor, RunningSimulator, SimConfig, start_simulator
 from router_service.app import RouterApp, start_router
 from tests.clients.test_llmctl_control import llmctl
-from tests.control.conftest import Control, meta, start
+from tests.control.conftest import Control, meta, start, violations
 from tests.router.conftest import make_settings
 from tests.router.helpers import collect
 
@@ -150,3 +150,38 @@ async def test_split_mirrors_only_with_the_flags_and_never_splits_an_episode(
     assert snap.mirroring
     await stack.converged(snap.version)
     assert stack.router.config.current.shadow_active
+
+
+async def test_the_judge_may_not_be_an_arm(stack: Stack) -> None:
+    """Refused at config time, naming the field; a judge outside the arms reaches the router."""
+    control = stack.control
+    mask = field_mask_pb2.FieldMask(paths=["shadow_judge"])
+    arm = control_pb2.ShadowJudge(
+        enabled=True, model="qwen3:8b", provider=common_pb2.PROVIDER_OLLAMA
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await control.stub.UpdateFlags(
+            control_pb2.UpdateFlagsRequest(
+                meta=meta(), flags=control_pb2.Flags(shadow_judge=arm), update_mask=mask
+            )
+        )
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert violations(info.value) == ["flags.shadow_judge.model"]
+    ok = control_pb2.ShadowJudge(
+        enabled=True,
+        model="llama3.3:70b",
+        provider=common_pb2.PROVIDER_OLLAMA,
+        max_calls_per_hour=10,
+        swap_check_rate=0.2,
+    )
+    snap = (
+        await control.stub.UpdateFlags(
+            control_pb2.UpdateFlagsRequest(
+                meta=meta(), flags=control_pb2.Flags(shadow_judge=ok), update_mask=mask
+            )
+        )
+    ).snapshot
+    await stack.converged(snap.version)
+    judge = stack.router.config.current.judge
+    assert (judge.enabled, judge.model, judge.provider) == (True, "llama3.3:70b", "ollama")
+    assert (judge.max_calls_per_hour, judge.swap_check_rate) == (10, 0.2)

@@ -118,7 +118,7 @@ async def test_a_failed_scoring_call_records_the_pair_unscored_and_counts_it(
     assert pair.embedding_cosine is None
     assert pair.semantic_dropped
     assert mirror.counters.skipped["semantic_failed"] == 1
-    assert mirror.semantic.counters.failed == 1
+    assert mirror.evaluator.semantic.counters.failed == 1
 
 
 async def test_scoring_uses_the_configured_model_and_engine_for_both_sides(

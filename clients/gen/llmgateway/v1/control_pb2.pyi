@@ -174,6 +174,38 @@ HEALTH_STATUS_DOWN: HealthStatus.ValueType  # 3
 """HEALTH_STATUS_DOWN does not work."""
 Global___HealthStatus: _TypeAlias = HealthStatus  # noqa: Y015
 
+class _JudgeVerdict:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _JudgeVerdictEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JudgeVerdict.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    JUDGE_VERDICT_UNSPECIFIED: _JudgeVerdict.ValueType  # 0
+    """JUDGE_VERDICT_UNSPECIFIED means the pair was not sent to the judge."""
+    JUDGE_VERDICT_SHADOW_BETTER: _JudgeVerdict.ValueType  # 1
+    """JUDGE_VERDICT_SHADOW_BETTER means the shadow's answer won."""
+    JUDGE_VERDICT_TIE: _JudgeVerdict.ValueType  # 2
+    """JUDGE_VERDICT_TIE means neither was better."""
+    JUDGE_VERDICT_PRIMARY_BETTER: _JudgeVerdict.ValueType  # 3
+    """JUDGE_VERDICT_PRIMARY_BETTER means the primary's answer won (a loss for the shadow)."""
+    JUDGE_VERDICT_UNJUDGED: _JudgeVerdict.ValueType  # 4
+    """JUDGE_VERDICT_UNJUDGED means the judge was asked but gave no verdict that parsed (or failed)."""
+
+class JudgeVerdict(_JudgeVerdict, metaclass=_JudgeVerdictEnumTypeWrapper):
+    """JudgeVerdict is the LLM judge's verdict on one pair, from the shadow engine's side."""
+
+JUDGE_VERDICT_UNSPECIFIED: JudgeVerdict.ValueType  # 0
+"""JUDGE_VERDICT_UNSPECIFIED means the pair was not sent to the judge."""
+JUDGE_VERDICT_SHADOW_BETTER: JudgeVerdict.ValueType  # 1
+"""JUDGE_VERDICT_SHADOW_BETTER means the shadow's answer won."""
+JUDGE_VERDICT_TIE: JudgeVerdict.ValueType  # 2
+"""JUDGE_VERDICT_TIE means neither was better."""
+JUDGE_VERDICT_PRIMARY_BETTER: JudgeVerdict.ValueType  # 3
+"""JUDGE_VERDICT_PRIMARY_BETTER means the primary's answer won (a loss for the shadow)."""
+JUDGE_VERDICT_UNJUDGED: JudgeVerdict.ValueType  # 4
+"""JUDGE_VERDICT_UNJUDGED means the judge was asked but gave no verdict that parsed (or failed)."""
+Global___JudgeVerdict: _TypeAlias = JudgeVerdict  # noqa: Y015
+
 class _Verdict:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -363,6 +395,7 @@ class Flags(_message.Message):
     STREAM_TIMEOUTS_FIELD_NUMBER: _builtins.int
     CONTINUATION_DISABLED_FIELD_NUMBER: _builtins.int
     SHADOW_SEMANTIC_FIELD_NUMBER: _builtins.int
+    SHADOW_JUDGE_FIELD_NUMBER: _builtins.int
     primary_provider: _common_pb2.Provider.ValueType
     """primary_provider answers when the phase does not say otherwise."""
     fallback_provider: _common_pb2.Provider.ValueType
@@ -418,6 +451,10 @@ class Flags(_message.Message):
     def shadow_semantic(self) -> Global___ShadowSemantic:
         """shadow_semantic bounds and places the semantic similarity of shadow pairs."""
 
+    @_builtins.property
+    def shadow_judge(self) -> Global___ShadowJudge:
+        """shadow_judge is the optional LLM judge of shadow pairs (off unless enabled)."""
+
     def __init__(
         self,
         *,
@@ -438,14 +475,75 @@ class Flags(_message.Message):
         stream_timeouts: _abc.Iterable[Global___StreamTimeouts] | None = ...,
         continuation_disabled: _builtins.bool = ...,
         shadow_semantic: Global___ShadowSemantic | None = ...,
+        shadow_judge: Global___ShadowJudge | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["rollback", b"rollback", "shadow_semantic", b"shadow_semantic"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["rollback", b"rollback", "shadow_judge", b"shadow_judge", "shadow_semantic", b"shadow_semantic"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis_provider", b"analysis_provider", "classification_provider", b"classification_provider", "continuation_disabled", b"continuation_disabled", "embedding_provider", b"embedding_provider", "fallback_provider", b"fallback_provider", "primary_provider", b"primary_provider", "prompt_policies", b"prompt_policies", "rollback", b"rollback", "shadow_capture_content", b"shadow_capture_content", "shadow_compare_embeddings", b"shadow_compare_embeddings", "shadow_during_split", b"shadow_during_split", "shadow_enabled", b"shadow_enabled", "shadow_provider", b"shadow_provider", "shadow_sample_rate", b"shadow_sample_rate", "shadow_semantic", b"shadow_semantic", "stream_timeouts", b"stream_timeouts", "synthesis_provider", b"synthesis_provider"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis_provider", b"analysis_provider", "classification_provider", b"classification_provider", "continuation_disabled", b"continuation_disabled", "embedding_provider", b"embedding_provider", "fallback_provider", b"fallback_provider", "primary_provider", b"primary_provider", "prompt_policies", b"prompt_policies", "rollback", b"rollback", "shadow_capture_content", b"shadow_capture_content", "shadow_compare_embeddings", b"shadow_compare_embeddings", "shadow_during_split", b"shadow_during_split", "shadow_enabled", b"shadow_enabled", "shadow_judge", b"shadow_judge", "shadow_provider", b"shadow_provider", "shadow_sample_rate", b"shadow_sample_rate", "shadow_semantic", b"shadow_semantic", "stream_timeouts", b"stream_timeouts", "synthesis_provider", b"synthesis_provider"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Flags: _TypeAlias = Flags  # noqa: Y015
+
+@_typing.final
+class ShadowJudge(_message.Message):
+    """ShadowJudge configures the optional LLM judge: routers ask a judge model which of a pair's two
+    answers is better, blind (labelled A and B, no engine named), in an order randomised per pair,
+    on a sample and within a budget. The judge model may not be one the pairs compare (the model
+    of any generation task): such a config is refused, naming flags.shadow_judge.model.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENABLED_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    SAMPLE_RATE_FIELD_NUMBER: _builtins.int
+    MAX_CALLS_PER_HOUR_FIELD_NUMBER: _builtins.int
+    TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    PROMPT_FIELD_NUMBER: _builtins.int
+    SWAP_CHECK_RATE_FIELD_NUMBER: _builtins.int
+    enabled: _builtins.bool
+    """enabled turns the judge on."""
+    model: _builtins.str
+    """model is the logical catalogue model that judges (required when enabled)."""
+    provider: _common_pb2.Provider.ValueType
+    """provider is the engine the judge runs on (required when enabled; it must serve model)."""
+    sample_rate: _builtins.float
+    """sample_rate in [0, 1] is the share of compared pairs judged; 0 means all."""
+    max_calls_per_hour: _builtins.int
+    """max_calls_per_hour caps the judge calls of each router over any sliding hour (swap checks
+    included); beyond it pairs are not judged and are counted. 0 means 60.
+    """
+    timeout_ms: _builtins.int
+    """timeout_ms bounds one judge call; 0 means 30000."""
+    prompt: _builtins.str
+    """prompt is the judge's prompt template with {question}, {answer_a} and {answer_b} (literal
+    braces doubled); empty means the built-in prompt (docs/shadow.md).
+    """
+    swap_check_rate: _builtins.float
+    """swap_check_rate in [0, 1] is the share of judged pairs judged a second time with the order
+    swapped, for the judge's self-agreement (its noise figure).
+    """
+    def __init__(
+        self,
+        *,
+        enabled: _builtins.bool = ...,
+        model: _builtins.str = ...,
+        provider: _common_pb2.Provider.ValueType = ...,
+        sample_rate: _builtins.float = ...,
+        max_calls_per_hour: _builtins.int = ...,
+        timeout_ms: _builtins.int = ...,
+        prompt: _builtins.str = ...,
+        swap_check_rate: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["enabled", b"enabled", "max_calls_per_hour", b"max_calls_per_hour", "model", b"model", "prompt", b"prompt", "provider", b"provider", "sample_rate", b"sample_rate", "swap_check_rate", b"swap_check_rate", "timeout_ms", b"timeout_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShadowJudge: _TypeAlias = ShadowJudge  # noqa: Y015
 
 @_typing.final
 class ShadowSemantic(_message.Message):
@@ -900,6 +998,8 @@ class ShadowComparison(_message.Message):
     SEMANTIC_DROPPED_FIELD_NUMBER: _builtins.int
     JSON_FIELD_AGREEMENT_FIELD_NUMBER: _builtins.int
     JSON_EQUAL_FIELD_NUMBER: _builtins.int
+    JUDGE_VERDICT_FIELD_NUMBER: _builtins.int
+    JUDGE_SWAP_AGREED_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """request_id of the primary request."""
     task: _common_pb2.Task.ValueType
@@ -952,6 +1052,10 @@ class ShadowComparison(_message.Message):
     """
     json_equal: _builtins.bool
     """json_equal, when both answers are JSON, is whether their canonical forms are equal."""
+    judge_verdict: Global___JudgeVerdict.ValueType
+    """judge_verdict is the LLM judge's verdict on the pair, from the shadow's side."""
+    judge_swap_agreed: _builtins.bool
+    """judge_swap_agreed, for a pair judged twice in swapped order, is whether both verdicts agree."""
     def __init__(
         self,
         *,
@@ -978,10 +1082,12 @@ class ShadowComparison(_message.Message):
         semantic_dropped: _builtins.bool = ...,
         json_field_agreement: _builtins.float | None = ...,
         json_equal: _builtins.bool | None = ...,
+        judge_verdict: Global___JudgeVerdict.ValueType = ...,
+        judge_swap_agreed: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_embedding_cosine", b"_embedding_cosine", "_json_equal", b"_json_equal", "_json_field_agreement", b"_json_field_agreement", "embedding_cosine", b"embedding_cosine", "json_equal", b"json_equal", "json_field_agreement", b"json_field_agreement"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_embedding_cosine", b"_embedding_cosine", "_json_equal", b"_json_equal", "_json_field_agreement", b"_json_field_agreement", "_judge_swap_agreed", b"_judge_swap_agreed", "embedding_cosine", b"embedding_cosine", "json_equal", b"json_equal", "json_field_agreement", b"json_field_agreement", "judge_swap_agreed", b"judge_swap_agreed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_embedding_cosine", b"_embedding_cosine", "_json_equal", b"_json_equal", "_json_field_agreement", b"_json_field_agreement", "dropped", b"dropped", "embedding_cosine", b"embedding_cosine", "json_equal", b"json_equal", "json_field_agreement", b"json_field_agreement", "length_ratio", b"length_ratio", "model", b"model", "primary_ok", b"primary_ok", "primary_provider", b"primary_provider", "primary_text", b"primary_text", "primary_tokens_per_second", b"primary_tokens_per_second", "primary_ttft_ms", b"primary_ttft_ms", "prompt", b"prompt", "request_id", b"request_id", "routing_key", b"routing_key", "semantic_dropped", b"semantic_dropped", "shadow_error_code", b"shadow_error_code", "shadow_ok", b"shadow_ok", "shadow_provider", b"shadow_provider", "shadow_text", b"shadow_text", "shadow_tokens_per_second", b"shadow_tokens_per_second", "shadow_ttft_ms", b"shadow_ttft_ms", "task", b"task", "text_similarity", b"text_similarity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_embedding_cosine", b"_embedding_cosine", "_json_equal", b"_json_equal", "_json_field_agreement", b"_json_field_agreement", "_judge_swap_agreed", b"_judge_swap_agreed", "dropped", b"dropped", "embedding_cosine", b"embedding_cosine", "json_equal", b"json_equal", "json_field_agreement", b"json_field_agreement", "judge_swap_agreed", b"judge_swap_agreed", "judge_verdict", b"judge_verdict", "length_ratio", b"length_ratio", "model", b"model", "primary_ok", b"primary_ok", "primary_provider", b"primary_provider", "primary_text", b"primary_text", "primary_tokens_per_second", b"primary_tokens_per_second", "primary_ttft_ms", b"primary_ttft_ms", "prompt", b"prompt", "request_id", b"request_id", "routing_key", b"routing_key", "semantic_dropped", b"semantic_dropped", "shadow_error_code", b"shadow_error_code", "shadow_ok", b"shadow_ok", "shadow_provider", b"shadow_provider", "shadow_text", b"shadow_text", "shadow_tokens_per_second", b"shadow_tokens_per_second", "shadow_ttft_ms", b"shadow_ttft_ms", "task", b"task", "text_similarity", b"text_similarity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__embedding_cosine: _TypeAlias = _typing.Literal["embedding_cosine"]  # noqa: Y015
     _WhichOneofArgType__embedding_cosine: _TypeAlias = _typing.Literal["_embedding_cosine", b"_embedding_cosine"]  # noqa: Y015
@@ -989,12 +1095,16 @@ class ShadowComparison(_message.Message):
     _WhichOneofArgType__json_equal: _TypeAlias = _typing.Literal["_json_equal", b"_json_equal"]  # noqa: Y015
     _WhichOneofReturnType__json_field_agreement: _TypeAlias = _typing.Literal["json_field_agreement"]  # noqa: Y015
     _WhichOneofArgType__json_field_agreement: _TypeAlias = _typing.Literal["_json_field_agreement", b"_json_field_agreement"]  # noqa: Y015
+    _WhichOneofReturnType__judge_swap_agreed: _TypeAlias = _typing.Literal["judge_swap_agreed"]  # noqa: Y015
+    _WhichOneofArgType__judge_swap_agreed: _TypeAlias = _typing.Literal["_judge_swap_agreed", b"_judge_swap_agreed"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__embedding_cosine) -> _WhichOneofReturnType__embedding_cosine | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__json_equal) -> _WhichOneofReturnType__json_equal | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__json_field_agreement) -> _WhichOneofReturnType__json_field_agreement | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__judge_swap_agreed) -> _WhichOneofReturnType__judge_swap_agreed | None: ...
 
 Global___ShadowComparison: _TypeAlias = ShadowComparison  # noqa: Y015
 
@@ -1973,6 +2083,12 @@ class ShadowGroupReport(_message.Message):
     JSON_PAIRS_FIELD_NUMBER: _builtins.int
     JSON_FIELD_AGREEMENT_MEAN_FIELD_NUMBER: _builtins.int
     JSON_EQUAL_RATE_FIELD_NUMBER: _builtins.int
+    JUDGE_WINS_FIELD_NUMBER: _builtins.int
+    JUDGE_TIES_FIELD_NUMBER: _builtins.int
+    JUDGE_LOSSES_FIELD_NUMBER: _builtins.int
+    JUDGE_UNJUDGED_FIELD_NUMBER: _builtins.int
+    JUDGE_SWAP_CHECKS_FIELD_NUMBER: _builtins.int
+    JUDGE_SWAP_AGREEMENT_FIELD_NUMBER: _builtins.int
     task: _common_pb2.Task.ValueType
     """task of the pairs."""
     model: _builtins.str
@@ -2011,6 +2127,20 @@ class ShadowGroupReport(_message.Message):
     """json_field_agreement_mean is the mean per-field agreement of JSON-object pairs."""
     json_equal_rate: _builtins.float
     """json_equal_rate is the share of JSON pairs whose canonical forms are equal."""
+    judge_wins: _builtins.int
+    """judge_wins counts pairs the judge found the shadow better in."""
+    judge_ties: _builtins.int
+    """judge_ties counts pairs the judge found equal."""
+    judge_losses: _builtins.int
+    """judge_losses counts pairs the judge found the primary better in."""
+    judge_unjudged: _builtins.int
+    """judge_unjudged counts pairs sent to the judge without a usable verdict."""
+    judge_swap_checks: _builtins.int
+    """judge_swap_checks counts pairs judged twice in swapped order."""
+    judge_swap_agreement: _builtins.float
+    """judge_swap_agreement in [0, 1] is the share of swap checks whose verdicts agree: the judge's
+    self-agreement (noise figure); 0 without swap checks.
+    """
     def __init__(
         self,
         *,
@@ -2033,10 +2163,16 @@ class ShadowGroupReport(_message.Message):
         json_pairs: _builtins.int = ...,
         json_field_agreement_mean: _builtins.float = ...,
         json_equal_rate: _builtins.float = ...,
+        judge_wins: _builtins.int = ...,
+        judge_ties: _builtins.int = ...,
+        judge_losses: _builtins.int = ...,
+        judge_unjudged: _builtins.int = ...,
+        judge_swap_checks: _builtins.int = ...,
+        judge_swap_agreement: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dropped", b"dropped", "embedding_cosine_p10", b"embedding_cosine_p10", "embedding_cosine_p50", b"embedding_cosine_p50", "json_equal_rate", b"json_equal_rate", "json_field_agreement_mean", b"json_field_agreement_mean", "json_pairs", b"json_pairs", "length_ratio_p50", b"length_ratio_p50", "model", b"model", "pairs", b"pairs", "primary_success_rate", b"primary_success_rate", "semantic_dropped", b"semantic_dropped", "semantic_pairs", b"semantic_pairs", "shadow_success_rate", b"shadow_success_rate", "similarity_p10", b"similarity_p10", "similarity_p50", b"similarity_p50", "similarity_p90", b"similarity_p90", "task", b"task", "tokens_per_second_delta_p50", b"tokens_per_second_delta_p50", "ttft_delta_ms_p50", b"ttft_delta_ms_p50"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dropped", b"dropped", "embedding_cosine_p10", b"embedding_cosine_p10", "embedding_cosine_p50", b"embedding_cosine_p50", "json_equal_rate", b"json_equal_rate", "json_field_agreement_mean", b"json_field_agreement_mean", "json_pairs", b"json_pairs", "judge_losses", b"judge_losses", "judge_swap_agreement", b"judge_swap_agreement", "judge_swap_checks", b"judge_swap_checks", "judge_ties", b"judge_ties", "judge_unjudged", b"judge_unjudged", "judge_wins", b"judge_wins", "length_ratio_p50", b"length_ratio_p50", "model", b"model", "pairs", b"pairs", "primary_success_rate", b"primary_success_rate", "semantic_dropped", b"semantic_dropped", "semantic_pairs", b"semantic_pairs", "shadow_success_rate", b"shadow_success_rate", "similarity_p10", b"similarity_p10", "similarity_p50", b"similarity_p50", "similarity_p90", b"similarity_p90", "task", b"task", "tokens_per_second_delta_p50", b"tokens_per_second_delta_p50", "ttft_delta_ms_p50", b"ttft_delta_ms_p50"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
