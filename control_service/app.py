@@ -21,10 +21,13 @@ from control_service.health import EngineProber, HealthAggregator, engine_probe_
 from control_service.hub import Hub
 from control_service.leadership.replica import Replica
 from control_service.leadership.setup import HaParts
+from control_service.parity_service import ParityService
+from control_service.rollback.criteria_semantic import MeaningThresholds
 from control_service.rollback.gate import GateThresholds
 from control_service.rollback.golden_runner import GoldenRunner
 from control_service.rollback.gonogo import GoNoGo, VramSource
 from control_service.rollback.loop import RollbackLoop
+from control_service.rollback.meaning import MeaningSource
 from control_service.servicer import SERVICE, ControlServicer, add_to_server
 from control_service.session import ExpiryAudit, SessionPolicy
 from control_service.settings import ControlSettings
@@ -102,6 +105,7 @@ def _gonogo(
     stats: StatsWindows,
     gpu_monitor: GpuMonitor,
     vram_source: VramSource | None,
+    meaning: MeaningSource,
 ) -> GoNoGo:
     return GoNoGo(
         stats,
@@ -121,6 +125,28 @@ def _gonogo(
             concurrency=settings.golden_concurrency,
         ),
         vram_source if vram_source is not None else MonitorVramSource(gpu_monitor),
+        meaning=meaning,
+        meaning_thresholds=MeaningThresholds(
+            semantic_go=settings.gonogo_semantic_go,
+            semantic_no_go=settings.gonogo_semantic_no_go,
+            judge_loss_go=settings.gonogo_judge_loss_go,
+            judge_loss_no_go=settings.gonogo_judge_loss_no_go,
+            min_pairs=settings.gonogo_min_meaning_pairs,
+        ),
+    )
+
+
+def _parity(
+    settings: ControlSettings, http_client: httpx.AsyncClient, controller: Controller
+) -> ParityService:
+    return ParityService(
+        http_client,
+        {"ollama": settings.ollama_base_url, "vllm": settings.vllm_base_url},
+        controller,
+        corpus_file=settings.parity_corpus_file,
+        min_cosine_p10=settings.parity_min_cosine_p10,
+        min_overlap=settings.parity_min_overlap,
+        timeout_s=settings.parity_timeout_s,
     )
 
 
@@ -229,7 +255,9 @@ async def start_control(
         )
         gpu_monitor = build_monitor(settings, gpu_backend)
         gpu = GpuService(gpu_monitor, controller, headroom_bytes=int(settings.gpu_headroom_gb * GB))
-        gonogo = _gonogo(settings, stats, gpu_monitor, vram_source)
+        parity = _parity(settings, http_client, controller)
+        meaning = MeaningSource(shadow, lambda: controller.current.state, lambda: parity.last)
+        gonogo = _gonogo(settings, stats, gpu_monitor, vram_source, meaning)
         rollback = (
             RollbackLoop(controller, stats, prober, interval_s=settings.evaluation_interval_s)
             if settings.rollback_enabled
@@ -243,6 +271,7 @@ async def start_control(
             gpu=gpu,
             gonogo=gonogo,
             shadow=shadow,
+            parity=parity,
             identify=auth.principal,
             session_policy=SessionPolicy(
                 principal=auth.principal,

@@ -15,6 +15,7 @@ from control_service import stats_windows as sw
 from control_service.errors import FieldViolation, InvalidChange
 from control_service.evaluation_flags import ShadowJudge, ShadowSemantic
 from control_service.hub import RouterRecord, RouterView
+from control_service.parity_service import Measurement
 from control_service.rollback import gate
 from control_service.state import (
     ROLLBACK_RULES,
@@ -465,4 +466,28 @@ def gate_to_proto(result: gate.GateResult) -> control_pb2.EvaluateGoNoGoResponse
             )
             for c in result.criteria
         ],
+    )
+
+
+def parity_to_proto(
+    m: Measurement, min_cosine_p10: float, min_overlap: float
+) -> control_pb2.MeasureEmbeddingParityResponse:
+    p = m.parity
+    return control_pb2.MeasureEmbeddingParityResponse(
+        model=m.model,
+        ollama_model=m.engine_models["ollama"],
+        vllm_model=m.engine_models["vllm"],
+        texts=[
+            control_pb2.TextParity(index=t.index, cosine=t.cosine, overlap=t.overlap)
+            for t in p.texts
+        ],
+        cosine_mean=p.cosine_mean,
+        cosine_p10=p.cosine_p10,
+        overlap_at_k=p.overlap_at_k,
+        k=p.k,
+        passed=p.passed,
+        detail=p.detail,
+        min_cosine_p10=min_cosine_p10,
+        min_overlap=min_overlap,
+        measured_at=timestamp(m.at),
     )

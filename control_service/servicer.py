@@ -17,10 +17,11 @@ from control_service.gpu_service import GpuService
 from control_service.grpc_errors import to_status
 from control_service.health import Health, HealthAggregator
 from control_service.hub import Hub
+from control_service.parity_service import ParityService, moves_embed_off_ollama
 from control_service.rollback.gonogo import GoNoGo
 from control_service.session import SessionHandler, SessionPolicy, StatsSink
 from control_service.shadow_store import DEFAULT_WORST, ShadowStore
-from control_service.state import ChangeMeta, Snapshot
+from control_service.state import ChangeMeta, Flags, Snapshot, with_flags
 from control_service.stats_windows import StatsWindows
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class ControlServicer:
         session_policy: SessionPolicy | None = None,
         stats_sink: StatsSink | None = None,
         session_catch_up_s: float = 0.0,
+        parity: ParityService | None = None,
     ) -> None:
         self._controller = controller
         # Who the caller is (control_service.auth); None: everyone is anonymous (no credentials).
@@ -86,6 +88,8 @@ class ControlServicer:
         # The go/no-go gate; None: promotion to PRIMARY is not gated and EvaluateGoNoGo is
         # UNAVAILABLE.
         self._gonogo = gonogo
+        # Embedding parity: the measurement and the guard on embedding_provider; None: neither.
+        self._parity = parity
         # A bound coroutine function: grpc.aio picks the reader/writer API by inspecting it.
         self._shadow = shadow if shadow is not None else ShadowStore()
         self.RouterSession = SessionHandler(
@@ -235,12 +239,27 @@ class ControlServicer:
     async def UpdateFlags(
         self, request: control_pb2.UpdateFlagsRequest, context: Context
     ) -> control_pb2.UpdateFlagsResponse:
+        parity_guard = self._parity
+
+        def change(current: Flags) -> Flags:
+            new = convert.apply_flags_update(current, request.flags, request.update_mask)
+            if parity_guard is not None:  # moving Embed off Ollama needs embedding parity
+                parity_guard.check_move(current, new, request.force, request.meta.reason)
+            return new
+
         async def run() -> Snapshot:
-            return await self._controller.update_flags(
+            current = self._controller.current.state.flags
+            forced = (
+                parity_guard is not None
+                and request.force
+                and moves_embed_off_ollama(current, change(current))
+            )
+            # A forced move is audited under its own action, the reason naming the re-index.
+            action = "force_embedding_provider" if forced else "update_flags"
+            return await self._controller.change(
+                action,
                 _meta(request.meta, self._identify(context)),
-                lambda current: convert.apply_flags_update(
-                    current, request.flags, request.update_mask
-                ),
+                lambda s: with_flags(s, change(s.flags)),
             )
 
         snap = await self._call(context, run)
@@ -309,6 +328,25 @@ class ControlServicer:
             return self._shadow.report(
                 request.window_seconds, request.worst or DEFAULT_WORST, request.by_episode
             )
+
+        return await self._call(context, run)
+
+    async def MeasureEmbeddingParity(
+        self, request: control_pb2.MeasureEmbeddingParityRequest, context: Context
+    ) -> control_pb2.MeasureEmbeddingParityResponse:
+        parity = self._parity
+        if parity is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "embedding parity is not configured")
+            raise AssertionError("unreachable")  # pragma: no cover
+
+        async def run() -> control_pb2.MeasureEmbeddingParityResponse:
+            m = await parity.measure(
+                _meta(request.meta, self._identify(context)),
+                list(request.texts),
+                request.k,
+                request.sample,
+            )
+            return convert.parity_to_proto(m, parity.min_cosine_p10, parity.min_overlap)
 
         return await self._call(context, run)
 

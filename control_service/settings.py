@@ -125,6 +125,19 @@ class ControlSettings(YamlFileSettings):
     gonogo_shadow_error_no_go: float = Field(default=0.05, ge=0, le=1)
     # "VRAM usage stable over 24 hours": the observation the VRAM criterion asks for.
     gonogo_vram_window_s: float = Field(default=86400.0, gt=0)
+    # Meaning criteria (docs/shadow.md): semantic similarity p10 and the judge's loss rate, over
+    # at least this many scored (judged) pairs of the window.
+    gonogo_semantic_go: float = Field(default=0.80, ge=-1, le=1)
+    gonogo_semantic_no_go: float = Field(default=0.60, ge=-1, le=1)
+    gonogo_judge_loss_go: float = Field(default=0.35, ge=0, le=1)
+    gonogo_judge_loss_no_go: float = Field(default=0.50, ge=0, le=1)
+    gonogo_min_meaning_pairs: int = Field(default=20, ge=1)
+    # Embedding parity (llmctl embeddings parity): the default corpus (one text per line), and
+    # what passes: per-text cosine p10 and the nearest-neighbour overlap@k.
+    parity_corpus_file: Path | None = None
+    parity_min_cosine_p10: float = Field(default=0.95, ge=-1, le=1)
+    parity_min_overlap: float = Field(default=0.80, ge=0, le=1)
+    parity_timeout_s: float = Field(default=30.0, gt=0)
 
     # GPU telemetry and VRAM-aware model selection (docs/gpu.md). gpu_backend: "nvml" reads the
     # GPUs through nvidia-ml-py, "fake" is a demo TITAN RTX (for the simulators), "off" reports

@@ -109,6 +109,13 @@ class ShadowStore:
         while self._drops and self._drops[0].at < horizon:
             self._drops.popleft()
 
+    def pairs(self, window_s: float = 0.0) -> list[control_pb2.ShadowComparison]:
+        """The compared pairs of the last ``window_s`` seconds (0: everything retained)."""
+        now = self._clock()
+        self._evict(now)
+        since = now - window_s if window_s > 0 else -math.inf
+        return [p.msg for p in self._pairs if p.at >= since]
+
     def report(
         self, window_s: float = 0.0, worst: int = DEFAULT_WORST, by_episode: bool = False
     ) -> control_pb2.GetShadowReportResponse:

@@ -82,6 +82,12 @@ def register(subparsers: Subparsers) -> None:
         epilog=EXIT_CODES_HELP,
     )
     set_.add_argument("assignments", nargs="+", metavar="KEY=VALUE", help="flag to change")
+    set_.add_argument(
+        "--force",
+        action="store_true",
+        help="move embedding_provider off Ollama without a passed embedding parity measurement; "
+        "--reason must name the re-index (audited)",
+    )
     add_connection_options(set_)
     add_change_options(set_)
     set_.set_defaults(handler=run_set)
@@ -240,7 +246,7 @@ def run_set(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     async def body(client: ControlClient) -> int:
-        snap = await client.update_flags(flags, paths, **change_kwargs(args))
+        snap = await client.update_flags(flags, paths, force=args.force, **change_kwargs(args))
         changed = {key: _value_at(snap.flags, key) for key in paths}
         emit(
             args,

@@ -22,6 +22,7 @@ from clients.cli import (
     _gonogo,
     _gpu,
     _health,
+    _parity,
     _shadow,
 )
 from clients.cli._common import Handler
@@ -38,6 +39,7 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     _gonogo,
     _gpu,
     _shadow,
+    _parity,
 )
 """Modules whose ``register(subparsers)`` adds a subcommand, in help order."""
 

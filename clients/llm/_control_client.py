@@ -301,13 +301,42 @@ class ControlClient:
         return await self._change(control_pb2.UndoRequest(to_phase=to_phase), change)
 
     async def update_flags(
-        self, flags: control_pb2.Flags, paths: Sequence[str], **change: Unpack[ChangeArgs]
+        self,
+        flags: control_pb2.Flags,
+        paths: Sequence[str],
+        *,
+        force: bool = False,
+        **change: Unpack[ChangeArgs],
     ) -> control_pb2.ConfigSnapshot:
         """Sets the ``Flags`` fields named by ``paths`` (e.g. ``rollback.error_rate``) to their
-        values in ``flags`` (``UpdateFlags``)."""
+        values in ``flags`` (``UpdateFlags``). Moving ``embedding_provider`` off Ollama needs a
+        passed embedding parity measurement, or ``force`` with a reason naming the re-index."""
         mask = field_mask_pb2.FieldMask(paths=list(paths))
-        request = control_pb2.UpdateFlagsRequest(flags=flags, update_mask=mask)
+        request = control_pb2.UpdateFlagsRequest(flags=flags, update_mask=mask, force=force)
         return await self._change(request, change)
+
+    async def measure_embedding_parity(
+        self,
+        texts: Sequence[str] = (),
+        *,
+        k: int = 0,
+        sample: int = 0,
+        **change: Unpack[ChangeArgs],
+    ) -> control_pb2.MeasureEmbeddingParityResponse:
+        """Embeds ``texts`` (empty: the service's corpus) on both engines and compares them
+        (``MeasureEmbeddingParity``): per-text cosine, nearest-neighbour overlap@k, pass/fail.
+        Audited; a pass lets ``embedding_provider`` move to vLLM."""
+        request = control_pb2.MeasureEmbeddingParityRequest(texts=list(texts), k=k, sample=sample)
+        request.meta.CopyFrom(
+            control_pb2.ChangeMeta(
+                actor=change.get("actor", ""),
+                reason=change.get("reason", ""),
+                expected_version=change.get("expected_version", 0),
+            )
+        )
+        response = await self.call("MeasureEmbeddingParity", request, change.get("options"))
+        assert isinstance(response, control_pb2.MeasureEmbeddingParityResponse)
+        return response
 
     # --- GPU telemetry and model selection ----------------------------------------------------
 

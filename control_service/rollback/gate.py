@@ -96,6 +96,8 @@ class GateInputs:
     vllm_shadow: Aggregate | None = None
     golden: GoldenRun | None = None
     vram: VramObservation | None = None
+    # Criteria computed by their own modules (``criteria_semantic``: meaning), judged like these.
+    extra: tuple[Criterion, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +263,7 @@ def evaluate(t: GateThresholds, inp: GateInputs) -> GateResult:
         latency_p95(t, inp),
         shadow_error_rate(t, inp),
         vram(t, inp.vram),
+        *inp.extra,
     )
     return GateResult(overall(criteria), criteria)
 

@@ -18,9 +18,11 @@ from typing import Protocol
 from control_service import phases
 from control_service.controller import Controller
 from control_service.errors import TransitionError
-from control_service.rollback import gate
+from control_service.rollback import criteria_semantic, gate
+from control_service.rollback.criteria_semantic import MeaningThresholds
 from control_service.rollback.golden import GoldenRun
 from control_service.rollback.golden_runner import GoldenRunner
+from control_service.rollback.meaning import MeaningSource
 from control_service.state import ChangeMeta, DesiredState, Snapshot, with_migration
 from control_service.stats_windows import StatsWindows
 
@@ -42,6 +44,8 @@ class GoNoGo:
         golden: GoldenRunner | None = None,
         vram: VramSource | None = None,
         clock: Callable[[], float] = time.time,
+        meaning: MeaningSource | None = None,
+        meaning_thresholds: MeaningThresholds | None = None,
     ) -> None:
         self._stats = stats
         self.thresholds = thresholds
@@ -49,6 +53,9 @@ class GoNoGo:
         self._golden = golden
         self._vram = vram
         self._clock = clock
+        # The meaning criteria (semantic similarity, judge, embedding parity); None: not judged.
+        self._meaning = meaning
+        self.meaning_thresholds = meaning_thresholds or MeaningThresholds()
         self.last_golden: GoldenRun | None = None
         self._golden_task: asyncio.Task[GoldenRun] | None = None
 
@@ -79,6 +86,13 @@ class GoNoGo:
             vllm_shadow=StatsWindows.total(mirrored) if mirrored else None,
             golden=golden,
             vram=vram,
+            extra=(
+                criteria_semantic.evaluate(
+                    self.meaning_thresholds, self._meaning.inputs(self.window_s)
+                )
+                if self._meaning is not None
+                else ()
+            ),
         )
 
     async def evaluate(self, run_golden: bool = False) -> gate.GateResult:

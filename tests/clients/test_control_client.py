@@ -65,6 +65,7 @@ def test_the_service_has_the_rpcs_the_client_wraps() -> None:
         "WatchGpuStatus",
         "SelectModel",
         "SetTaskModel",
+        "MeasureEmbeddingParity",
     ]
 
 

@@ -526,14 +526,20 @@ async def test_flags_set_changes_only_the_named_fields(
     assert flags["rollback"]["error_rate"] == pytest.approx(0.02)
     assert flags["rollback"]["latency_p95_ms"] == 5000  # untouched sibling
 
+    # (embedding_provider off Ollama needs embedding parity: tests/e2e/test_embedding_parity.py)
     document = await llmctl_json(
-        control, capsys, "flags", "set", "rollback.min_requests=10", "embedding_provider=primary"
+        control,
+        capsys,
+        "flags",
+        "set",
+        "rollback.min_requests=10",
+        "classification_provider=ollama",
     )
     assert document["action"] == "update_flags"
     assert document["version"] == 3
-    assert document["changed"] == ["rollback.min_requests", "embedding_provider"]
+    assert document["changed"] == ["rollback.min_requests", "classification_provider"]
     assert document["flags"]["rollback"]["min_requests"] == 10
-    assert document["flags"]["embedding_provider"] == "primary"
+    assert document["flags"]["classification_provider"] == "ollama"
 
 
 async def test_flags_set_value_the_service_refuses_exits_2_naming_the_field(

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from clients.cli.main import main
-from clients.gen.llmgateway.v1 import common_pb2
+from clients.gen.llmgateway.v1 import common_pb2, control_pb2
 from clients.llm import ErrorCode
 from clients.llm.testing import FakeError, FakeRouter, GenerateScript
 from control_service.app import ControlApp, start_control
@@ -64,6 +64,21 @@ class Stack:
             shadow=shadow,
         )
         self.app.stats.add(Report("r1", self.app.controller.current.version, 0, 1, [entry]))
+
+    def scored_pairs(self, n: int, cosine: float) -> None:
+        """``n`` mirrored pairs with a semantic similarity, as a router reports them."""
+        assert self.app.shadow is not None
+        pair = control_pb2.ShadowComparison(
+            task=common_pb2.TASK_ANALYSIS,
+            model="qwen3:8b",
+            primary_provider=common_pb2.PROVIDER_OLLAMA,
+            shadow_provider=common_pb2.PROVIDER_VLLM,
+            primary_ok=True,
+            shadow_ok=True,
+            text_similarity=0.3,
+            embedding_cosine=cosine,
+        )
+        self.app.shadow.add("r1", control_pb2.StatsReport(shadow_comparisons=[pair] * n))
 
 
 @pytest.fixture
@@ -125,6 +140,9 @@ async def test_inconclusive_without_data_exits_4(
         ("latency_p95", "inconclusive"),
         ("shadow_error_rate", "inconclusive"),
         ("vram", "go"),
+        ("semantic_similarity", "inconclusive"),
+        ("judge_loss_rate", "go"),  # optional, off
+        ("embedding_parity", "go"),  # Embed stays on Ollama
     ]
     assert doc["criteria"][0]["detail"] == (
         "the golden queries have not run yet (llmctl gonogo --run-golden)"
@@ -136,6 +154,7 @@ async def test_go_exits_0_with_a_table_of_criteria(
 ) -> None:
     stack.report(40, 0, shadow=False)
     stack.report(100, 0, shadow=True)
+    stack.scored_pairs(30, cosine=0.9)
     status = await llmctl(stack.target, "gonogo", "--run-golden")
     out, err = capsys.readouterr()
     assert (status, err) == (0, "")
@@ -143,7 +162,16 @@ async def test_go_exits_0_with_a_table_of_criteria(
     assert lines[0] == "go/no-go: GO"
     assert lines[2].split() == ["CRITERION", "VERDICT", "VALUE", "THRESHOLD", "DETAIL"]
     rows = {line.split()[0]: line for line in lines[3:]}
-    assert set(rows) == {"golden_queries", "latency_p95", "shadow_error_rate", "vram"}
+    assert set(rows) == {
+        "golden_queries",
+        "latency_p95",
+        "shadow_error_rate",
+        "vram",
+        "semantic_similarity",
+        "judge_loss_rate",
+        "embedding_parity",
+    }
+    assert rows["semantic_similarity"].split()[1:4] == ["GO", "p10", "0.90"]
     assert rows["golden_queries"].split()[1:5] == ["GO", "1/1", "passed", "(0s"]
     assert "0.00% (0/140)" not in rows["shadow_error_rate"]  # mirrored requests only
     assert "0.00% (0/100)" in rows["shadow_error_rate"]

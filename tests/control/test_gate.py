@@ -382,6 +382,24 @@ def _stats(version: int, *, requests: int, errors: int, shadow: bool) -> control
     )
 
 
+def _scored(n: int, cosine: float) -> list[control_pb2.ShadowComparison]:
+    """``n`` mirrored pairs with a semantic similarity (the meaning criterion's data)."""
+    return [
+        control_pb2.ShadowComparison(
+            request_id=f"s{i}",
+            task=common_pb2.TASK_ANALYSIS,
+            model="qwen3:8b",
+            primary_provider=common_pb2.PROVIDER_OLLAMA,
+            shadow_provider=common_pb2.PROVIDER_VLLM,
+            primary_ok=True,
+            shadow_ok=True,
+            text_similarity=0.3,
+            embedding_cosine=cosine,
+        )
+        for i in range(n)
+    ]
+
+
 async def test_gate_over_grpc_guards_promotion_to_primary(tmp_path: Path, stack: Stack) -> None:
     vram = FakeVram(None)
     engines = Engines()
@@ -407,8 +425,14 @@ async def test_gate_over_grpc_guards_promotion_to_primary(tmp_path: Path, stack:
             "latency_p95",
             "shadow_error_rate",
             "vram",
+            "semantic_similarity",
+            "judge_loss_rate",
+            "embedding_parity",
         ]
         assert r.criteria[3].detail == "no GPU telemetry"
+        assert r.criteria[4].verdict == control_pb2.VERDICT_INCONCLUSIVE  # no scored pairs
+        assert r.criteria[5].value == "not configured"  # the judge is optional
+        assert r.criteria[6].value == "Embed stays on Ollama"
         # Steps before PRIMARY are not gated.
         await stub.Promote(control_pb2.PromoteRequest(meta=meta()))
         snap = (await stub.Promote(control_pb2.PromoteRequest(meta=meta()))).snapshot
@@ -429,15 +453,13 @@ async def test_gate_over_grpc_guards_promotion_to_primary(tmp_path: Path, stack:
                 stats=_stats(version, requests=40, errors=0, shadow=False)
             )
         )
-        router.send(
-            control_pb2.RouterSessionRequest(
-                stats=_stats(version, requests=100, errors=0, shadow=True)
-            )
-        )
+        mirrored = _stats(version, requests=100, errors=0, shadow=True)
+        mirrored.shadow_comparisons.extend(_scored(30, cosine=0.93))
+        router.send(control_pb2.RouterSessionRequest(stats=mirrored))
         await wait_until(control, lambda: control.app.stats.reports_received == 2)
         vram.observation = STABLE
         r = await stub.EvaluateGoNoGo(control_pb2.EvaluateGoNoGoRequest(run_golden=True))
-        assert [c.verdict for c in r.criteria] == [control_pb2.VERDICT_GO] * 4, r
+        assert [c.verdict for c in r.criteria] == [control_pb2.VERDICT_GO] * 7, r
         assert r.verdict == control_pb2.VERDICT_GO
         snap = (await stub.Promote(control_pb2.PromoteRequest(meta=meta(), full=True))).snapshot
         assert snap.migration.phase == control_pb2.PHASE_PRIMARY

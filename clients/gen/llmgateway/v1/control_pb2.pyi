@@ -1826,6 +1826,11 @@ class UpdateFlagsRequest(_message.Message):
     META_FIELD_NUMBER: _builtins.int
     FLAGS_FIELD_NUMBER: _builtins.int
     UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
+    force: _builtins.bool
+    """force moves embedding_provider off Ollama without a passed embedding parity measurement;
+    meta.reason must name the re-index (it contains "re-index" or "reindex"); audited.
+    """
     @_builtins.property
     def meta(self) -> Global___ChangeMeta:
         """meta is the change metadata."""
@@ -1844,10 +1849,11 @@ class UpdateFlagsRequest(_message.Message):
         meta: Global___ChangeMeta | None = ...,
         flags: Global___Flags | None = ...,
         update_mask: _field_mask_pb2.FieldMask | None = ...,
+        force: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["flags", b"flags", "meta", b"meta", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["flags", b"flags", "meta", b"meta", "update_mask", b"update_mask"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flags", b"flags", "force", b"force", "meta", b"meta", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2943,3 +2949,145 @@ class SetTaskModelResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetTaskModelResponse: _TypeAlias = SetTaskModelResponse  # noqa: Y015
+
+@_typing.final
+class MeasureEmbeddingParityRequest(_message.Message):
+    """MeasureEmbeddingParityRequest asks for an embedding parity measurement."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    TEXTS_FIELD_NUMBER: _builtins.int
+    K_FIELD_NUMBER: _builtins.int
+    SAMPLE_FIELD_NUMBER: _builtins.int
+    k: _builtins.int
+    """k of the nearest-neighbour overlap; 0 means 5."""
+    sample: _builtins.int
+    """sample, when non-zero, keeps at most this many texts, evenly spaced."""
+    @_builtins.property
+    def meta(self) -> Global___ChangeMeta:
+        """meta is the change metadata (the measurement is audited under meta.actor)."""
+
+    @_builtins.property
+    def texts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """texts to embed (memOS texts, or a file's lines); empty: the service's configured corpus."""
+
+    def __init__(
+        self,
+        *,
+        meta: Global___ChangeMeta | None = ...,
+        texts: _abc.Iterable[_builtins.str] | None = ...,
+        k: _builtins.int = ...,
+        sample: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["k", b"k", "meta", b"meta", "sample", b"sample", "texts", b"texts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MeasureEmbeddingParityRequest: _TypeAlias = MeasureEmbeddingParityRequest  # noqa: Y015
+
+@_typing.final
+class TextParity(_message.Message):
+    """TextParity is one text's figures (the text itself is not echoed)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    COSINE_FIELD_NUMBER: _builtins.int
+    OVERLAP_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """index of the text in the measured corpus."""
+    cosine: _builtins.float
+    """cosine of the text's Ollama and vLLM vectors (0 when their dimensions differ)."""
+    overlap: _builtins.float
+    """overlap in [0, 1] of the text's k nearest neighbours in both spaces."""
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        cosine: _builtins.float = ...,
+        overlap: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cosine", b"cosine", "index", b"index", "overlap", b"overlap"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TextParity: _TypeAlias = TextParity  # noqa: Y015
+
+@_typing.final
+class MeasureEmbeddingParityResponse(_message.Message):
+    """MeasureEmbeddingParityResponse is the measurement."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    OLLAMA_MODEL_FIELD_NUMBER: _builtins.int
+    VLLM_MODEL_FIELD_NUMBER: _builtins.int
+    TEXTS_FIELD_NUMBER: _builtins.int
+    COSINE_MEAN_FIELD_NUMBER: _builtins.int
+    COSINE_P10_FIELD_NUMBER: _builtins.int
+    OVERLAP_AT_K_FIELD_NUMBER: _builtins.int
+    K_FIELD_NUMBER: _builtins.int
+    PASSED_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    MIN_COSINE_P10_FIELD_NUMBER: _builtins.int
+    MIN_OVERLAP_FIELD_NUMBER: _builtins.int
+    MEASURED_AT_FIELD_NUMBER: _builtins.int
+    model: _builtins.str
+    """model is the logical embedding model measured."""
+    ollama_model: _builtins.str
+    """ollama_model is Ollama's name for it."""
+    vllm_model: _builtins.str
+    """vllm_model is vLLM's name for it."""
+    cosine_mean: _builtins.float
+    """cosine_mean is the mean per-text cosine."""
+    cosine_p10: _builtins.float
+    """cosine_p10 is the tenth percentile of the per-text cosine."""
+    overlap_at_k: _builtins.float
+    """overlap_at_k is the mean nearest-neighbour overlap."""
+    k: _builtins.int
+    """k used for the overlap."""
+    passed: _builtins.bool
+    """passed is true when cosine_p10 >= min_cosine_p10 and overlap_at_k >= min_overlap."""
+    detail: _builtins.str
+    """detail says which threshold was missed."""
+    min_cosine_p10: _builtins.float
+    """min_cosine_p10 is the service's threshold."""
+    min_overlap: _builtins.float
+    """min_overlap is the service's threshold."""
+    @_builtins.property
+    def texts(self) -> _containers.RepeatedCompositeFieldContainer[Global___TextParity]:
+        """texts are the per-text figures, in corpus order."""
+
+    @_builtins.property
+    def measured_at(self) -> _timestamp_pb2.Timestamp:
+        """measured_at is when the measurement was taken."""
+
+    def __init__(
+        self,
+        *,
+        model: _builtins.str = ...,
+        ollama_model: _builtins.str = ...,
+        vllm_model: _builtins.str = ...,
+        texts: _abc.Iterable[Global___TextParity] | None = ...,
+        cosine_mean: _builtins.float = ...,
+        cosine_p10: _builtins.float = ...,
+        overlap_at_k: _builtins.float = ...,
+        k: _builtins.int = ...,
+        passed: _builtins.bool = ...,
+        detail: _builtins.str = ...,
+        min_cosine_p10: _builtins.float = ...,
+        min_overlap: _builtins.float = ...,
+        measured_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["measured_at", b"measured_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cosine_mean", b"cosine_mean", "cosine_p10", b"cosine_p10", "detail", b"detail", "k", b"k", "measured_at", b"measured_at", "min_cosine_p10", b"min_cosine_p10", "min_overlap", b"min_overlap", "model", b"model", "ollama_model", b"ollama_model", "overlap_at_k", b"overlap_at_k", "passed", b"passed", "texts", b"texts", "vllm_model", b"vllm_model"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MeasureEmbeddingParityResponse: _TypeAlias = MeasureEmbeddingParityResponse  # noqa: Y015

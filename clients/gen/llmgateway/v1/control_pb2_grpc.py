@@ -129,6 +129,11 @@ class ControlServiceStub:
                 request_serializer=llmgateway_dot_v1_dot_control__pb2.SetTaskModelRequest.SerializeToString,
                 response_deserializer=llmgateway_dot_v1_dot_control__pb2.SetTaskModelResponse.FromString,
                 _registered_method=True)
+        self.MeasureEmbeddingParity = channel.unary_unary(
+                '/llmgateway.v1.ControlService/MeasureEmbeddingParity',
+                request_serializer=llmgateway_dot_v1_dot_control__pb2.MeasureEmbeddingParityRequest.SerializeToString,
+                response_deserializer=llmgateway_dot_v1_dot_control__pb2.MeasureEmbeddingParityResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServiceServicer:
@@ -271,6 +276,18 @@ class ControlServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MeasureEmbeddingParity(self, request, context):
+        """MeasureEmbeddingParity embeds a corpus sample on both engines (the control service calls
+        them directly, with the embedding task's model) and reports per-text cosine and
+        nearest-neighbour overlap@k. The result is audited and kept: UpdateFlags refuses to move
+        flags.embedding_provider off Ollama (FAILED_PRECONDITION, ErrorInfo reason
+        EMBEDDING_PARITY, subject "flags.embedding_provider") until a measurement passed, unless
+        forced with a reason that names the re-index.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -363,6 +380,11 @@ def add_ControlServiceServicer_to_server(servicer, server):
                     servicer.SetTaskModel,
                     request_deserializer=llmgateway_dot_v1_dot_control__pb2.SetTaskModelRequest.FromString,
                     response_serializer=llmgateway_dot_v1_dot_control__pb2.SetTaskModelResponse.SerializeToString,
+            ),
+            'MeasureEmbeddingParity': grpc.unary_unary_rpc_method_handler(
+                    servicer.MeasureEmbeddingParity,
+                    request_deserializer=llmgateway_dot_v1_dot_control__pb2.MeasureEmbeddingParityRequest.FromString,
+                    response_serializer=llmgateway_dot_v1_dot_control__pb2.MeasureEmbeddingParityResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -856,6 +878,33 @@ class ControlService:
             '/llmgateway.v1.ControlService/SetTaskModel',
             llmgateway_dot_v1_dot_control__pb2.SetTaskModelRequest.SerializeToString,
             llmgateway_dot_v1_dot_control__pb2.SetTaskModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MeasureEmbeddingParity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmgateway.v1.ControlService/MeasureEmbeddingParity',
+            llmgateway_dot_v1_dot_control__pb2.MeasureEmbeddingParityRequest.SerializeToString,
+            llmgateway_dot_v1_dot_control__pb2.MeasureEmbeddingParityResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -84,6 +84,14 @@ class ControlServiceStub:
     FAILED_PRECONDITION (ErrorInfo reason VRAM_INSUFFICIENT, subject "model") unless force is
     set; a forced change is audited as "force_set_task_model" and needs meta.reason.
     """
+    MeasureEmbeddingParity: _grpc.UnaryUnaryMultiCallable[_control_pb2.MeasureEmbeddingParityRequest, _control_pb2.MeasureEmbeddingParityResponse]
+    """MeasureEmbeddingParity embeds a corpus sample on both engines (the control service calls
+    them directly, with the embedding task's model) and reports per-text cosine and
+    nearest-neighbour overlap@k. The result is audited and kept: UpdateFlags refuses to move
+    flags.embedding_provider off Ollama (FAILED_PRECONDITION, ErrorInfo reason
+    EMBEDDING_PARITY, subject "flags.embedding_provider") until a measurement passed, unless
+    forced with a reason that names the re-index.
+    """
 
 @_typing.type_check_only
 class ControlServiceAsyncStub(ControlServiceStub):
@@ -140,6 +148,14 @@ class ControlServiceAsyncStub(ControlServiceStub):
     model cannot fit on the GPU for an engine that would serve the task, the call fails with
     FAILED_PRECONDITION (ErrorInfo reason VRAM_INSUFFICIENT, subject "model") unless force is
     set; a forced change is audited as "force_set_task_model" and needs meta.reason.
+    """
+    MeasureEmbeddingParity: _aio.UnaryUnaryMultiCallable[_control_pb2.MeasureEmbeddingParityRequest, _control_pb2.MeasureEmbeddingParityResponse]  # type: ignore[assignment]
+    """MeasureEmbeddingParity embeds a corpus sample on both engines (the control service calls
+    them directly, with the embedding task's model) and reports per-text cosine and
+    nearest-neighbour overlap@k. The result is audited and kept: UpdateFlags refuses to move
+    flags.embedding_provider off Ollama (FAILED_PRECONDITION, ErrorInfo reason
+    EMBEDDING_PARITY, subject "flags.embedding_provider") until a measurement passed, unless
+    forced with a reason that names the re-index.
     """
 
 class ControlServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -302,6 +318,20 @@ class ControlServiceServicer(metaclass=_abc_1.ABCMeta):
         model cannot fit on the GPU for an engine that would serve the task, the call fails with
         FAILED_PRECONDITION (ErrorInfo reason VRAM_INSUFFICIENT, subject "model") unless force is
         set; a forced change is audited as "force_set_task_model" and needs meta.reason.
+        """
+
+    @_abc_1.abstractmethod
+    def MeasureEmbeddingParity(
+        self,
+        request: _control_pb2.MeasureEmbeddingParityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.MeasureEmbeddingParityResponse, _abc.Awaitable[_control_pb2.MeasureEmbeddingParityResponse]]:
+        """MeasureEmbeddingParity embeds a corpus sample on both engines (the control service calls
+        them directly, with the embedding task's model) and reports per-text cosine and
+        nearest-neighbour overlap@k. The result is audited and kept: UpdateFlags refuses to move
+        flags.embedding_provider off Ollama (FAILED_PRECONDITION, ErrorInfo reason
+        EMBEDDING_PARITY, subject "flags.embedding_provider") until a measurement passed, unless
+        forced with a reason that names the re-index.
         """
 
 def add_ControlServiceServicer_to_server(servicer: ControlServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
