@@ -23,6 +23,9 @@ A golden file is YAML::
           json_schema: {type: object, required: [city]}   # the answer must be such JSON
           reference: "Paris"        # with min_similarity: word-sequence similarity in [0, 1]
           min_similarity: 0.5
+          required_fields: [city]   # content (golden_content): JSON fields the answer must have,
+          keywords: [paris]         #   words it must say (min_keywords: at least N of them),
+          min_semantic: 0.8         #   semantic similarity to the reference it must reach
 
 A query passes when every check holds. ``json_schema`` is JSON Schema draft 2020-12 (the
 ``jsonschema`` library; see ``_jsonschema``); the answer may be wrapped in a Markdown code fence.
@@ -39,7 +42,7 @@ from typing import Any, get_args
 
 import yaml
 
-from control_service.rollback import _jsonschema
+from control_service.rollback import _jsonschema, golden_content
 from llmcore.vocabulary import TaskName
 
 _TASKS: tuple[str, ...] = get_args(TaskName)
@@ -54,6 +57,7 @@ _CHECK_KEYS = {
     "json_schema",
     "reference",
     "min_similarity",
+    *golden_content.CONTENT_KEYS,  # what the answer must say (issue 16)
 }
 _FENCE = re.compile(r"^```[a-zA-Z0-9_-]*\s*\n(.*?)\n?```\s*$", re.DOTALL)
 _WORD = re.compile(r"\w+")
@@ -74,6 +78,8 @@ class Checks:
     json_schema: Mapping[str, Any] | bool | None = None
     reference: str | None = None
     min_similarity: float | None = None
+    # Content expectations (required JSON fields, keywords, semantic similarity to reference).
+    content: golden_content.ContentChecks | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +136,9 @@ def _json_of(text: str) -> Any:
     return json.loads(body)
 
 
-def check_answer(q: GoldenQuery, text: str) -> tuple[str, ...]:
-    """Every failed check of ``text`` as an answer to ``q`` (empty: it passes)."""
+def check_answer(q: GoldenQuery, text: str, semantic: float | None = None) -> tuple[str, ...]:
+    """Every failed check of ``text`` as an answer to ``q`` (empty: it passes); ``semantic`` is
+    the measured semantic similarity to the reference, for ``min_semantic``."""
     c = q.checks
     out: list[str] = []
     if c.min_length is not None and len(text) < c.min_length:
@@ -160,6 +167,8 @@ def check_answer(q: GoldenQuery, text: str) -> tuple[str, ...]:
         sim = similarity(text, c.reference)
         if sim < c.min_similarity:
             out.append(f"similarity {sim:.2f} to the reference < min_similarity {c.min_similarity}")
+    if c.content is not None:
+        out += golden_content.check(c.content, text, semantic)
     return tuple(out)
 
 
@@ -210,7 +219,12 @@ def _checks(raw: Any, where: str) -> Checks:
             raise GoldenFileError(f"{where}.min_similarity: must be a number in [0, 1]")
         if reference is None:
             raise GoldenFileError(f"{where}.min_similarity: needs a reference")
+    try:
+        content = golden_content.parse(raw, reference is not None)
+    except golden_content.ContentError as exc:
+        raise GoldenFileError(f"{where}.{exc}") from exc
     checks = Checks(
+        content=content,
         min_length=_int(raw["min_length"], f"{where}.min_length") if "min_length" in raw else None,
         max_length=_int(raw["max_length"], f"{where}.max_length") if "max_length" in raw else None,
         contains=_strings(raw.get("contains", []), f"{where}.contains"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,7 @@ from control_service.rollback.golden import (
     check_answer,
     loads,
 )
+from control_service.rollback.golden_content import answer_only
 
 log = logging.getLogger(__name__)
 
@@ -116,5 +118,25 @@ class GoldenRunner:
                 failures=(f"answered by {result.provider.value}, not vLLM",),
                 latency_ms=ms,
             )
-        failures = check_answer(q, result.text)
+        semantic = await self._semantic(client, q, result.text)
+        failures = check_answer(q, result.text, semantic)
         return QueryResult(q.name, not failures, failures, latency_ms=ms)
+
+    async def _semantic(self, client: RouterClient, q: GoldenQuery, text: str) -> float | None:
+        """The answer's semantic similarity to the query's reference: both through the router's
+        Embed in one call (one model on one engine); None when not asked for or not measured."""
+        content = q.checks.content
+        if content is None or content.min_semantic is None or q.checks.reference is None:
+            return None
+        answer = answer_only(text)
+        if not answer:
+            return 0.0
+        try:
+            out = await client.embed([answer, q.checks.reference], routing_key=f"golden:{q.name}")
+            a, b = out.embeddings
+        except (RouterError, ValueError) as err:
+            log.info("golden query %s: the semantic score could not be measured: %s", q.name, err)
+            return None
+        dot = math.fsum(x * y for x, y in zip(a, b, strict=True))
+        norm = math.sqrt(math.fsum(x * x for x in a)) * math.sqrt(math.fsum(y * y for y in b))
+        return dot / norm if norm else 0.0
