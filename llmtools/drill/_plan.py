@@ -31,6 +31,7 @@ from clients.cli.api import (
 from clients.gen.llmgateway.v1 import control_pb2
 from clients.llm import ControlClient, RouterClient
 from llmtools.drill._load import TRANSITION, Load, engines, vllm_share
+from llmtools.drill._meaning import meaning_step
 from llmtools.drill._results import (
     DrillConfig,
     DrillResult,
@@ -60,6 +61,7 @@ SHADOW_FLAGS = (
     "shadow_enabled=true",
     "shadow_sample_rate=0.5",
     "shadow_during_split=true",
+    "shadow_compare_embeddings=true",
 )
 
 
@@ -275,6 +277,8 @@ class Drill:
         self.view.say(*("    " + line for line in report_lines(report, 0)))
         pairs = sum(g.pairs for g in report.groups)
         self.expect("shadow comparisons reported", pairs > 0, f"{pairs} pairs")
+        if c.meaning:
+            await meaning_step(self)
 
         for weight in (10, 30, 70):
             self.step(f"SPLIT {weight}%")

@@ -35,6 +35,8 @@ class DrillConfig:
     share_tolerance: float = 0.05
     outage_s: float = 4.0
     trace: bool = False
+    # The meaning step (llmtools.drill._meaning): needs meaning-aware simulators.
+    meaning: bool = True
     live: bool | None = None  # None: a live view when the output is a terminal
 
 

@@ -18,6 +18,9 @@ from pathlib import Path
 
 from llmtools.drill._results import DrillTargets
 
+# Meaning-aware simulators, for the drill's meaning step (docs/simulator.md, "Meaning").
+MEANING = ("--answer-mode", "concepts", "--embedding-mode", "concepts")
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -77,14 +80,14 @@ def process_stack(workdir: Path | None = None) -> Iterator[tuple[DrillTargets, P
         spawn(
             "ollama simulator",
             [sim, "--flavor", "ollama", "--port", str(ollama_port), "--num-parallel", "16",
-             "--ttft-ms", "30", "--itl-ms", "3"],
+             "--ttft-ms", "30", "--itl-ms", "3", *MEANING],
             ollama_port,
             {},
         )  # fmt: skip
         spawn(
             "vllm simulator",
             [sim, "--flavor", "vllm", "--port", str(vllm_port), "--ttft-ms", "10",
-             "--itl-ms", "2"],
+             "--itl-ms", "2", *MEANING],
             vllm_port,
             {},
         )  # fmt: skip

@@ -22,8 +22,18 @@ from tests.control.conftest import Control, start
 async def stack(
     tmp_path: Path,
 ) -> AsyncIterator[tuple[DrillTargets, RunningSimulator, Control, RouterApp]]:
-    ollama = await start_simulator(SimConfig(flavor=Flavor.OLLAMA, num_parallel=16))
-    vllm = await start_simulator(SimConfig(flavor=Flavor.VLLM))
+    # Meaning-aware simulators, for the drill's meaning step.
+    ollama = await start_simulator(
+        SimConfig(
+            flavor=Flavor.OLLAMA,
+            num_parallel=16,
+            answer_mode="concepts",
+            embedding_mode="concepts",
+        )
+    )
+    vllm = await start_simulator(
+        SimConfig(flavor=Flavor.VLLM, answer_mode="concepts", embedding_mode="concepts")
+    )
     control = await start(
         tmp_path / "control.db",
         transport=httpx.AsyncHTTPTransport(),
@@ -35,6 +45,7 @@ async def stack(
         gonogo_window_s=5,
         gonogo_min_requests=10,
         gpu_backend="off",
+        gonogo_min_meaning_pairs=10,
     )
     router = await start_router(
         RouterSettings(
@@ -108,3 +119,8 @@ async def test_reduced_drill_passes_its_expectations(
     assert "request id drill-" in text
     assert "drill PASSED" in text
     assert vllm.faults.error_rate == 0.0  # the drill cleared its fault
+    # The meaning step: GO while vLLM paraphrases, NO-GO on unrelated answers, fault cleared.
+    assert "semantic_similarity: GO, p10 1.00" in text
+    assert "semantic_similarity: NO-GO, p10 0." in text
+    assert {c.provider for c in by_step["SHADOW (unrelated)"].calls} == {"ollama"}
+    assert vllm.faults.unrelated_answers is False
