@@ -90,7 +90,7 @@ async def h() -> AsyncIterator[Harness]:
 
 
 def judged(
-    *, calls_per_hour: int = 0, swap: float = 0.0, prompt: str = ""
+    *, calls_per_hour: int = 0, swap: float = 0.0, prompt: str = "", timeout_ms: int = 0
 ) -> control_pb2.ConfigSnapshot:
     snap = shadow_snapshot(1.0)
     snap.flags.shadow_judge.CopyFrom(
@@ -101,6 +101,7 @@ def judged(
             max_calls_per_hour=calls_per_hour,
             swap_check_rate=swap,
             prompt=prompt,
+            timeout_ms=timeout_ms,
         )
     )
     return snap
@@ -190,3 +191,15 @@ async def test_a_pair_of_the_judges_own_model_is_not_judged(h: Harness) -> None:
     (p,) = pairs(h.app.recorder.drain())
     assert p.judge_verdict is None
     assert mirror.evaluator.judge.counters.judge_is_arm == 1
+
+
+async def test_a_judge_past_its_own_timeout_leaves_the_pair_unjudged(h: Harness) -> None:
+    h.app.config.swap(from_snapshot(judged(timeout_ms=50)))
+    h.ollama.push(Script(tokens=["good answer"]), Script(tokens=['{"verdict"'], hang_after=1))
+    h.vllm.push(Script(tokens=["bad one"]))
+    await collect(h.stub.Generate(router_pb2.GenerateRequest(request_id="t1", prompt="Q")))
+    mirror = mirror_of(h)
+    await wait_mirror(mirror, lambda: mirror.in_flight == 0 and mirror.counters.compared == 1)
+    (p,) = pairs(h.app.recorder.drain())
+    assert p.judge_verdict == "unjudged"
+    assert mirror.evaluator.judge.counters.unjudged == 1
