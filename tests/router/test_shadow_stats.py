@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from clients.gen.llmgateway.v1 import common_pb2
+from clients.gen.llmgateway.v1 import common_pb2, control_pb2
 from router_service.config.reports import build_report
 from router_service.errors import ErrorKind
 from router_service.request_stats import RequestStatsRecorder, ShadowRecord
@@ -83,6 +83,11 @@ def test_report_carries_comparisons_and_the_dropped_count() -> None:
             prompt="why?",
             primary_text="because",
             shadow_text="since",
+            routing_key="query-9",
+            json_field_agreement=0.5,
+            json_equal=False,
+            judge_verdict="primary_better",
+            judge_swap_agreed=True,
         )
     )
     rec.record_shadow(_pair(3, dropped=True))
@@ -104,6 +109,14 @@ def test_report_carries_comparisons_and_the_dropped_count() -> None:
     assert good.HasField("embedding_cosine")
     assert good.embedding_cosine == 0.875
     assert (good.prompt, good.primary_text, good.shadow_text) == ("why?", "because", "since")
+    # The meaning figures travel with the pair (issue 16); absent ones stay absent.
+    assert good.routing_key == "query-9"
+    assert (good.json_field_agreement, good.json_equal) == (0.5, False)
+    assert good.judge_verdict == control_pb2.JUDGE_VERDICT_PRIMARY_BETTER
+    assert good.judge_swap_agreed is True
+    assert not failed.HasField("json_equal")
+    assert not failed.HasField("judge_swap_agreed")
+    assert failed.judge_verdict == control_pb2.JUDGE_VERDICT_UNSPECIFIED
     assert dropped.dropped
     assert not dropped.shadow_ok
     # The shadow request itself is in the stats, flagged so it never counts toward the SLOs.
