@@ -21,17 +21,25 @@ import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from opentelemetry import trace
-
 from llmcore.vocabulary import ProviderName
-from router_service.breaker import COUNTED, Breaker, BreakerPolicy, Breakers
+from router_service.attempt_errors import (
+    DeadlineExceeded,
+    circuit_open,
+    deadline_error,
+    fill,
+    judge,
+    span_event,
+    stream_timeout_error,
+    truncated_error,
+)
+from router_service.breaker import Breaker, BreakerPolicy, Breakers
+from router_service.embed_attempts import embed_attempts
 from router_service.errors import ErrorKind, RouterError
 from router_service.lifecycle import continuation
 from router_service.lifecycle.life import Attempt, RequestLife
 from router_service.lifecycle.outcome import Outcome
 from router_service.lifecycle.timeouts import StreamPolicy
 from router_service.lifecycle.watch import Expired, StreamTimeout, StreamWatch
-from router_service.limits import check_embedding
 from router_service.placement import Candidate
 from router_service.prompt_policy import with_system_prefix
 from router_service.providers import Provider
@@ -40,7 +48,6 @@ from router_service.stats import RouterStats
 from router_service.values import (
     ChatCall,
     ChatMessage,
-    EmbedCall,
     EmbedOutput,
     FinishReason,
     Route,
@@ -128,12 +135,12 @@ class Dispatcher:
         sleep: Callable[[float], Awaitable[None]] | None = None,
         breakers: Breakers | None = None,
     ) -> None:
-        self._providers = providers
-        self._retry = retry
-        self._stats = stats
+        self.providers = providers
+        self.retry = retry
+        self.stats = stats
         self.breakers = breakers or Breakers(BreakerPolicy())
-        self._rng = rng or random.Random()
-        self._sleep = sleep or asyncio.sleep
+        self.rng = rng or random.Random()
+        self.sleep = sleep or asyncio.sleep
 
     async def generate(
         self,
@@ -154,7 +161,7 @@ class Dispatcher:
         last: RouterError | None = None
         down: set[ProviderName] = set()
         for cand in candidates:
-            provider = self._providers.get(cand.provider)
+            provider = self.providers.get(cand.provider)
             if provider is None or cand.provider in down:
                 continue
             messages = intent.messages
@@ -171,9 +178,9 @@ class Dispatcher:
                 route=intent.route,  # issue 17: the pool sees the request's replicas tried
             )
             breaker = self.breakers[cand.provider]
-            for attempt_no in range(1, self._retry.attempts + 1):
+            for attempt_no in range(1, self.retry.attempts + 1):
                 if not breaker.allow():
-                    last = _circuit_open(cand, intent.request_id)
+                    last = circuit_open(cand, intent.request_id)
                     break
                 attempt = life.begin(cand.provider, cand.model)
                 before = sent.tokens
@@ -183,7 +190,7 @@ class Dispatcher:
                     ):
                         yield ev
                     return
-                except _Deadline:
+                except DeadlineExceeded:
                     raise  # no time left for another attempt or a continuation
                 except RouterError as err:
                     last = err
@@ -196,19 +203,19 @@ class Dispatcher:
                         ):
                             raise
                         sent.broken = err
-                        _event("gen_ai.continuation", cand, err)
+                        span_event("gen_ai.continuation", cand, err)
                         break
-                    if not err.retryable or attempt_no == self._retry.attempts:
+                    if not err.retryable or attempt_no == self.retry.attempts:
                         break
-                    self._stats.record_retry(cand.provider)
-                    _event("gen_ai.retry", cand, err, attempt_no)
+                    self.stats.record_retry(cand.provider)
+                    span_event("gen_ai.retry", cand, err, attempt_no)
                     await self._pause(attempt_no, err, deadline, intent.request_id)
             assert last is not None
             if last.kind is ErrorKind.MODEL_NOT_FOUND:
                 continue
             if last.engine_down or last.retryable or sent.broken is last:
                 down.add(cand.provider)
-                _event("gen_ai.fallback", cand, last)
+                span_event("gen_ai.fallback", cand, last)
                 continue
             raise sent.broken or last
         if sent.broken is not None:
@@ -245,11 +252,11 @@ class Dispatcher:
                 try:
                     chunk = await watch.next(stream.__anext__)
                 except StopAsyncIteration:  # providers raise on truncation; defensive
-                    raise _truncated(cand) from None
+                    raise truncated_error(cand) from None
                 if first:
                     first = False
                     breaker.first_token()  # a half-open probe that streams closes it now
-                    self._stats.record_start(cand.provider, cand.fallback)
+                    self.stats.record_start(cand.provider, cand.fallback)
                     if not sent.started:
                         sent.started = True
                         yield Started(
@@ -266,7 +273,7 @@ class Dispatcher:
                 if chunk.done:
                     breaker.success()
                     judged = True
-                    self._stats.record_success(cand.provider)
+                    self.stats.record_success(cand.provider)
                     own = chunk.completion_tokens
                     life.succeed(attempt, chunk.prompt_tokens, own)
                     yield Finished(
@@ -283,19 +290,19 @@ class Dispatcher:
                     breaker.failure()
                 else:
                     breaker.release()
-                self._stats.record_failure(cand.provider, ErrorKind.LLM_TIMEOUT)
-                raise _deadline_error(cand, call.request_id) from None
-            err = _stream_timeout(t, cand, call.request_id)
+                self.stats.record_failure(cand.provider, ErrorKind.LLM_TIMEOUT)
+                raise deadline_error(cand, call.request_id) from None
+            err = stream_timeout_error(t, cand, call.request_id)
             if call.route is not None:  # issue 17: the timeout counts against its replica
                 call.route.timed_out()
             first_token = t.which is Expired.FIRST_TOKEN
             outcome = Outcome.FIRST_TOKEN_TIMEOUT if first_token else Outcome.IDLE_TIMEOUT
-            self._fail(breaker, err, cand, attempt, life, outcome)
+            self.fail(breaker, err, cand, attempt, life, outcome)
             raise err from None
         except RouterError as err:
             judged = True
-            self._fail(breaker, err, cand, attempt, life, Outcome.ENGINE_ERROR)
-            _fill(err, cand, call.request_id)
+            self.fail(breaker, err, cand, attempt, life, Outcome.ENGINE_ERROR)
+            fill(err, cand, call.request_id)
             raise
         finally:
             watch.close()
@@ -303,7 +310,7 @@ class Dispatcher:
                 breaker.release()  # cancelled: no verdict on the engine
             await stream.aclose()
 
-    def _fail(
+    def fail(
         self,
         breaker: Breaker,
         err: RouterError,
@@ -312,8 +319,8 @@ class Dispatcher:
         life: RequestLife,
         outcome: Outcome,
     ) -> None:
-        _judge(breaker, err)
-        self._stats.record_failure(cand.provider, err.kind)
+        judge(breaker, err)
+        self.stats.record_failure(cand.provider, err.kind)
         life.fail(attempt, err, outcome)
 
     async def _pause(
@@ -322,7 +329,7 @@ class Dispatcher:
         """The backoff before the next attempt, within the deadline."""
         try:
             async with asyncio.timeout_at(deadline):
-                await self._sleep(self._retry.delay(attempt_no, err.retry_after_s, self._rng))
+                await self.sleep(self.retry.delay(attempt_no, err.retry_after_s, self.rng))
         except TimeoutError:
             raise RouterError(
                 ErrorKind.LLM_TIMEOUT,
@@ -342,83 +349,9 @@ class Dispatcher:
         route: Route | None = None,
     ) -> tuple[Candidate, EmbedOutput]:
         """The first engine that embeds ``inputs``; every attempt goes to ``life``."""
-        life = life if life is not None else RequestLife(None)
-        last: RouterError | None = None
-        down: set[ProviderName] = set()
-        try:
-            async with asyncio.timeout_at(deadline):
-                for cand in candidates:
-                    provider = self._providers.get(cand.provider)
-                    if provider is None or cand.provider in down:
-                        continue
-                    # Issue 17: ``route`` carries the replicas tried across attempts.
-                    call = EmbedCall(cand.engine_model, inputs, request_id, route=route)
-                    breaker = self.breakers[cand.provider]
-                    for attempt_no in range(1, self._retry.attempts + 1):
-                        if not breaker.allow():
-                            last = _circuit_open(cand, request_id)
-                            break
-                        attempt = life.begin(cand.provider, cand.model)
-                        try:
-                            out = check_embedding(
-                                await provider.embed(call),
-                                cand.model,
-                                len(inputs),
-                                cand.provider,
-                                cand.engine_model,
-                            )
-                        except RouterError as err:
-                            self._fail(breaker, err, cand, attempt, life, Outcome.ENGINE_ERROR)
-                            _fill(err, cand, request_id)
-                            last = err
-                            if not err.retryable or attempt_no == self._retry.attempts:
-                                break
-                            self._stats.record_retry(cand.provider)
-                            _event("gen_ai.retry", cand, err, attempt_no)
-                            await self._sleep(
-                                self._retry.delay(attempt_no, err.retry_after_s, self._rng)
-                            )
-                        except BaseException:
-                            breaker.release()  # cancelled, or the deadline (judged below)
-                            raise
-                        else:
-                            breaker.success()
-                            life.succeed(attempt, out.prompt_tokens, 0)
-                            self._stats.record_start(cand.provider, cand.fallback)
-                            self._stats.record_success(cand.provider)
-                            return cand, out
-                    assert last is not None
-                    if last.kind is ErrorKind.MODEL_NOT_FOUND:
-                        continue
-                    if last.engine_down or last.retryable:
-                        down.add(cand.provider)
-                        _event("gen_ai.fallback", cand, last)
-                        continue
-                    raise _as_embedding_error(last)
-        except TimeoutError as exc:
-            silent = life.open
-            provider_name = ""
-            if silent is not None:  # the engine never answered: its timeout
-                provider_name = silent.provider
-                life.deadline(silent)
-                self._stats.record_failure(silent.provider, ErrorKind.LLM_TIMEOUT)
-            elif last is not None:
-                provider_name = last.provider
-            raise RouterError(
-                ErrorKind.EMBEDDING_SERVICE_ERROR,
-                "deadline exceeded before the embedding engine answered",
-                provider=provider_name,
-                request_id=request_id,
-                cause=ErrorKind.LLM_TIMEOUT,
-            ) from exc
-        if last is None:
-            raise RouterError(
-                ErrorKind.EMBEDDING_SERVICE_ERROR,
-                "no configured engine can serve this embedding request",
-                request_id=request_id,
-                cause=ErrorKind.LLM_UNAVAILABLE,
-            )
-        raise _as_embedding_error(last)
+        return await embed_attempts(
+            self, request_id, inputs, candidates, deadline, life or RequestLife(None), route
+        )
 
 
 def _continued(sent: _Stream, cand: Candidate) -> Continued:
@@ -432,95 +365,3 @@ def _continued(sent: _Stream, cand: Candidate) -> Continued:
         cand.engine_model,
         len(sent.text),
     )
-
-
-def _event(name: str, cand: Candidate, err: RouterError, attempt: int = 0) -> None:
-    """A retry, fallback or continuation, as an event on the current span (the request's
-    ``chat`` span)."""
-    attrs: dict[str, str | int] = {
-        "gen_ai.provider.name": cand.provider,
-        "gen_ai.request.model": cand.model,
-        "error.type": err.kind.value,
-    }
-    if attempt:
-        attrs["llmgateway.attempt"] = attempt
-    trace.get_current_span().add_event(name, attrs)
-
-
-def _judge(breaker: Breaker, err: RouterError) -> None:
-    if err.kind in COUNTED:
-        breaker.failure()
-    else:
-        breaker.release()
-
-
-def _stream_timeout(t: StreamTimeout, cand: Candidate, request_id: str) -> RouterError:
-    if t.which is Expired.FIRST_TOKEN:
-        # Nothing was sent: another attempt, or the fallback engine, may answer.
-        return RouterError(
-            ErrorKind.LLM_TIMEOUT,
-            f"{cand.provider} sent no first token within {t.limit_s:g}s",
-            cand.provider,
-            cand.model,
-            request_id,
-            retryable=True,
-        )
-    return RouterError(
-        ErrorKind.LLM_TIMEOUT,
-        f"{cand.provider} stalled: no new token for {t.limit_s:g}s",
-        cand.provider,
-        cand.model,
-        request_id,
-        retryable=True,
-    )
-
-
-@dataclass
-class _Deadline(RouterError):
-    """The request's deadline passed: no retry, no fallback, no continuation."""
-
-
-def _deadline_error(cand: Candidate, request_id: str) -> RouterError:
-    return _Deadline(
-        ErrorKind.LLM_TIMEOUT,
-        "deadline exceeded before the engine finished",
-        provider=cand.provider,
-        model=cand.model,
-        request_id=request_id,
-    )
-
-
-def _truncated(cand: Candidate) -> RouterError:
-    return RouterError(
-        ErrorKind.LLM_UNAVAILABLE,
-        f"{cand.provider} closed the stream before it was complete",
-        cand.provider,
-        cand.model,
-        retryable=True,
-    )
-
-
-def _circuit_open(cand: Candidate, request_id: str) -> RouterError:
-    return RouterError(
-        ErrorKind.LLM_UNAVAILABLE,
-        f"{cand.provider} circuit breaker is open: recent requests failed",
-        provider=cand.provider,
-        model=cand.model,
-        request_id=request_id,
-        engine_down=True,
-    )
-
-
-def _fill(err: RouterError, cand: Candidate, request_id: str) -> None:
-    err.provider = err.provider or cand.provider
-    err.model = cand.model
-    err.request_id = request_id
-
-
-def _as_embedding_error(err: RouterError) -> RouterError:
-    """Engine failures of an Embed call carry memOS's ERR_5004; the gRPC code keeps the cause."""
-    if err.kind in (ErrorKind.MODEL_NOT_FOUND, ErrorKind.INVALID_REQUEST):
-        return err
-    err.cause = err.kind
-    err.kind = ErrorKind.EMBEDDING_SERVICE_ERROR
-    return err
