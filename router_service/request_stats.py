@@ -179,24 +179,23 @@ class RequestStatsRecorder:
         how = counting(outcome.outcome, outcome.error)
         if how is None:
             return
-        for observe in self.outcome_observers:
-            observe(task, outcome)
         if not how.request:
-            agg = self._aggregate(outcome.provider, task, False)
-            agg.cancelled += how.cancelled
-            return
-        if how.client_deadline:
-            self._aggregate(outcome.provider, task, False).client_deadlines += 1
-        self.record(
-            outcome.provider,
-            task,
-            how.error,
-            outcome.ttft_ms,
-            outcome.total_ms,
-            outcome.prompt_tokens,
-            outcome.completion_tokens,
-            resets_timeouts=how.resets_timeouts,
-        )
+            self._aggregate(outcome.provider, task, False).cancelled += how.cancelled
+        else:
+            if how.client_deadline:
+                self._aggregate(outcome.provider, task, False).client_deadlines += 1
+            self.record(
+                outcome.provider,
+                task,
+                how.error,
+                outcome.ttft_ms,
+                outcome.total_ms,
+                outcome.prompt_tokens,
+                outcome.completion_tokens,
+                resets_timeouts=how.resets_timeouts,
+            )
+        for observe in self.outcome_observers:  # after counting: they see the new counter
+            observe(task, outcome)
 
     def _aggregate(self, provider: ProviderName, task: TaskName, shadow: bool) -> Aggregate:
         agg = self._current.get((provider, task, shadow))

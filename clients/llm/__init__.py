@@ -62,6 +62,7 @@ from clients.llm._options import DEFAULT_TIMEOUT, REQUEST_ID_METADATA_KEY, CallO
 from clients.llm._sync_client import SyncRouterClient
 from clients.llm._sync_stream import SyncGenerateStream
 from clients.llm._types import (
+    Continuation,
     EmbedResult,
     GenerateEvent,
     GenerateResult,
@@ -81,6 +82,7 @@ __all__ = [
     "REQUEST_ID_METADATA_KEY",
     "CallOptions",
     "ChangeArgs",
+    "Continuation",
     "ControlClient",
     "ControlError",
     "ControlTimeout",

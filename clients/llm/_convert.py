@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from clients.gen.llmgateway.v1 import common_pb2, router_pb2
 from clients.llm._enums import (
+    ErrorCode,
     FinishReason,
     Provider,
     ProviderLike,
@@ -17,6 +18,7 @@ from clients.llm._enums import (
     parse_enum,
 )
 from clients.llm._types import (
+    Continuation,
     EmbedResult,
     GenerateEvent,
     Message,
@@ -147,8 +149,22 @@ def event_from_proto(response: router_pb2.GenerateResponse) -> GenerateEvent | N
                 total_ms=end.timings.total_ms,
                 tokens_per_second=end.timings.tokens_per_second,
             ),
+            continuations=tuple(
+                Continuation(
+                    from_provider=from_proto(Provider, c.from_provider),
+                    reason=ErrorCode(c.reason) if c.reason in _CODES else None,
+                    provider=from_proto(Provider, c.provider),
+                    model=c.model,
+                    engine_model=c.engine_model,
+                    offset_chars=c.offset_chars,
+                )
+                for c in end.continuations
+            ),
         )
     return None
+
+
+_CODES = frozenset(c.value for c in ErrorCode)
 
 
 def embed_result_from_proto(response: router_pb2.EmbedResponse) -> EmbedResult:

@@ -64,4 +64,5 @@ class StreamState:
             finish_reason=self.end.finish_reason,
             usage=self.end.usage,
             timings=self.end.timings,
+            continuations=self.end.continuations,
         )

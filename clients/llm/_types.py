@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from clients.llm._enums import FinishReason, Provider, RoleLike
+from clients.llm._enums import ErrorCode, FinishReason, Provider, RoleLike
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +54,26 @@ class TextChunk:
 
 
 @dataclass(frozen=True, slots=True)
+class Continuation:
+    """An engine failed mid-stream and another continued the answer from the text already sent
+    (the stream's text is still one answer, without a repeat or a gap)."""
+
+    from_provider: Provider
+    reason: ErrorCode | None  # None for a code this client does not know
+    provider: Provider
+    model: str
+    engine_model: str
+    offset_chars: int  # characters already streamed when the continuation began
+
+
+@dataclass(frozen=True, slots=True)
 class StreamEnd:
     """The last event of a successful generate stream."""
 
     finish_reason: FinishReason
     usage: Usage
     timings: Timings
+    continuations: tuple[Continuation, ...] = ()
 
 
 GenerateEvent: TypeAlias = StreamStart | TextChunk | StreamEnd
@@ -80,6 +94,12 @@ class GenerateResult:
     usage: Usage
     timings: Timings
     attempt: int = 1
+    # Each engine change after text was streamed (empty: one engine answered it all).
+    continuations: tuple[Continuation, ...] = ()
+
+    @property
+    def continued(self) -> bool:
+        return bool(self.continuations)
 
 
 @dataclass(frozen=True, slots=True)
