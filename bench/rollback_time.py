@@ -23,16 +23,18 @@ records:
 
 Faults per trigger: ``error_rate``: a mid-stream error after 3 tokens; ``latency_p95``: 600 ms
 added before vLLM queues a request (threshold 300 ms); ``consecutive_timeouts``: streams stall
-after 2 tokens with a 0.5 s router read timeout; ``health``: vLLM's ``/health`` answers 503.
-(Faults that vLLM shows before its first token are covered by the router's per-request fallback
-and, today, not reported to the control service; see tests/e2e/test_rollback.py.)
+after 2 tokens with a 0.5 s router read timeout; ``health``: vLLM's ``/health`` answers 503;
+``stall``: the issue-14 case: vLLM sends its first token and stalls with ``/health`` green, clients
+carry memOS's 4 s deadline and the router runs its default stream timeouts (idle 15 s, so each
+call ends at the client's deadline with vLLM silent: counted as vLLM's timeout); ``stall_idle``:
+the same stall with a 1 s idle timeout, which the router catches itself and continues on Ollama
+(the ``user errors`` column counts what the load's users saw fail).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -84,6 +86,8 @@ class Trigger:
     # Threshold changes that keep the other rules from firing first.
     thresholds: dict[str, Any] = field(default_factory=dict)
     read_timeout_s: float = 30.0
+    client_timeout_s: float = 30.0
+    router: dict[str, Any] = field(default_factory=dict)  # RouterSettings overrides
 
 
 TRIGGERS: dict[str, Trigger] = {
@@ -96,6 +100,19 @@ TRIGGERS: dict[str, Trigger] = {
         read_timeout_s=0.5,
     ),
     "health": Trigger("health", {"health_failing": True}),
+    "stall": Trigger(
+        "consecutive_timeouts",
+        {"stall_after_tokens": 1},
+        {"error_rate": 1.0, "latency_p95_ms": 60_000},
+        client_timeout_s=4.0,
+    ),
+    "stall_idle": Trigger(
+        "consecutive_timeouts",
+        {"stall_after_tokens": 1},
+        {"error_rate": 1.0, "latency_p95_ms": 60_000},
+        client_timeout_s=4.0,
+        router={"vllm_idle_timeout_s": 1.0},
+    ),
 }
 
 
@@ -107,6 +124,7 @@ class Sample:
     condition_to_applied_s: float
     onset_to_applied_s: float
     rule_value: Any
+    user_errors: int = 0  # calls that failed for their user from the onset to applied
 
 
 @dataclass
@@ -173,11 +191,14 @@ async def start_stack(
                 # out of the measurement of the control plane.
                 breaker_failure_threshold=100_000,
                 grace_period_s=0.5,
+                **trigger.router,
             )
         )
         for i in range(args.routers)
     ]
-    clients = [RouterClient(f"127.0.0.1:{r.port}", timeout=30) for r in routers]
+    clients = [
+        RouterClient(f"127.0.0.1:{r.port}", timeout=trigger.client_timeout_s) for r in routers
+    ]
     return Stack(ollama, vllm, control, http, routers, clients)
 
 
@@ -190,12 +211,15 @@ async def until(predicate: Any, within: float, poll: float) -> float:
     return time.time()
 
 
-async def load(client: RouterClient, stop: asyncio.Event, worker: int) -> None:
+async def load(client: RouterClient, stop: asyncio.Event, worker: int, failed: list[float]) -> None:
     i = 0
     while not stop.is_set():
         i += 1
-        with contextlib.suppress(RouterError):  # failures are the point; they are counted
+        started = time.time()
+        try:
             await client.generate("hello", routing_key=f"w{worker}-{i}", max_tokens=8).collect()
+        except RouterError:  # failures are the point; they are counted
+            failed.append(started)
 
 
 async def one_run(args: argparse.Namespace, name: str, workdir: Path, rng: random.Random) -> Sample:
@@ -218,8 +242,9 @@ async def one_run(args: argparse.Namespace, name: str, workdir: Path, rng: rando
         await until(
             lambda: all(r.config.current.version == split_version for r in stack.routers), 10, 0.005
         )
+        failed: list[float] = []
         tasks = [
-            asyncio.create_task(load(c, stop, w))
+            asyncio.create_task(load(c, stop, w, failed))
             for c in stack.clients
             for w in range(args.concurrency)
         ]
@@ -266,6 +291,7 @@ async def one_run(args: argparse.Namespace, name: str, workdir: Path, rng: rando
             condition_to_applied_s=applied - met,
             onset_to_applied_s=applied - onset,
             rule_value=value[0],
+            user_errors=sum(1 for t in failed if onset <= t <= applied),
         )
     finally:
         stop.set()
@@ -283,6 +309,7 @@ def summarize(samples: list[Sample]) -> dict[str, dict[str, dict[str, float]]]:
             "condition_to_commit_s",
             "condition_to_applied_s",
             "onset_to_applied_s",
+            "user_errors",
         ):
             values = [getattr(s, metric) for s in mine]
             out[name][metric] = {
@@ -296,8 +323,8 @@ def summarize(samples: list[Sample]) -> dict[str, dict[str, dict[str, float]]]:
 def table(summary: dict[str, dict[str, dict[str, float]]], runs: int) -> list[str]:
     lines = [
         "| trigger | onset -> condition met | condition -> committed | "
-        "condition -> all routers applied | onset -> all routers applied |",
-        "|---|---|---|---|---|",
+        "condition -> all routers applied | onset -> all routers applied | user errors |",
+        "|---|---|---|---|---|---|",
     ]
     for name, m in summary.items():
 
@@ -307,7 +334,8 @@ def table(summary: dict[str, dict[str, dict[str, float]]], runs: int) -> list[st
 
         lines.append(
             f"| {name} | {cell('onset_to_condition_s')} | {cell('condition_to_commit_s')} | "
-            f"{cell('condition_to_applied_s')} | {cell('onset_to_applied_s')} |"
+            f"{cell('condition_to_applied_s')} | {cell('onset_to_applied_s')} | "
+            f"{m['user_errors']['median']:.0f} (max {m['user_errors']['max']:.0f}) |"
         )
     lines.append(f"(median and max of {runs} run(s) per trigger)")
     return lines
