@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test fuzz demo lint proto proto-check typecheck fmt clean system-deps \
+.PHONY: run test fuzz demo lint proto proto-check typecheck fmt clean system-deps llama-server \
 	bench bench-deps bench-sim bench-control bench-shadow bench-rollback bench-router \
 	bench-failover
 
@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(PY) -m llmtools.drill
 
 ## test: lint, type checks, stale generated code, the full test suite
-test: $(STAMP) system-deps lint typecheck
+test: $(STAMP) system-deps llama-server lint typecheck
 	$(PY) -m pytest -q
 
 ## fuzz: the property tests over every RPC (tests/fuzz) with many more examples than make test
@@ -42,6 +42,21 @@ system-deps:
 	      apt-get install -y -qq --no-install-recommends $$missing; \
 	  else echo "make test needs Debian's$$missing: sudo apt-get install$$missing" >&2; exit 1; fi; \
 	fi
+
+# llama.cpp's server, a real OpenAI-compatible engine for tests/llamacpp: built once from the
+# llama-cpp-python sdist (about 8 minutes on 2 cores) into ~/.cache/llmgateway, then reused.
+# Building needs cmake and a C++ compiler, installed like prometheus above when missing.
+LLAMA_CACHE := $(or $(LLMGATEWAY_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/llmgateway)
+LLAMA_SERVER_BIN := $(LLAMA_CACHE)/llama-server-0.3.36/bin/llama-server
+llama-server: $(LLAMA_SERVER_BIN)
+$(LLAMA_SERVER_BIN): | $(STAMP)
+	@command -v cmake >/dev/null && command -v c++ >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends cmake make g++; \
+	  else echo "building llama-server needs cmake and g++: sudo apt-get install cmake g++" >&2; \
+	    exit 1; fi; }
+	PYTHON=$(PY) scripts/build_llama_server.sh
 
 # Release baseline of the protos: `buf breaking` refuses any change that is not additive.
 PROTO_BASELINE := protos/baseline/llmgateway-v0.1.0.binpb

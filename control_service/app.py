@@ -106,6 +106,7 @@ def _gonogo(
     gpu_monitor: GpuMonitor,
     vram_source: VramSource | None,
     meaning: MeaningSource,
+    shadow: ShadowStore,
 ) -> GoNoGo:
     return GoNoGo(
         stats,
@@ -133,6 +134,7 @@ def _gonogo(
             judge_loss_no_go=settings.gonogo_judge_loss_no_go,
             min_pairs=settings.gonogo_min_meaning_pairs,
         ),
+        structured=shadow.schema_validity,
     )
 
 
@@ -257,7 +259,7 @@ async def start_control(
         gpu = GpuService(gpu_monitor, controller, headroom_bytes=int(settings.gpu_headroom_gb * GB))
         parity = _parity(settings, http_client, controller)
         meaning = MeaningSource(shadow, lambda: controller.current.state, lambda: parity.last)
-        gonogo = _gonogo(settings, stats, gpu_monitor, vram_source, meaning)
+        gonogo = _gonogo(settings, stats, gpu_monitor, vram_source, meaning, shadow)
         rollback = (
             RollbackLoop(controller, stats, prober, interval_s=settings.evaluation_interval_s)
             if settings.rollback_enabled

@@ -12,6 +12,7 @@ from google.protobuf import field_mask_pb2, timestamp_pb2
 
 from clients.gen.llmgateway.v1 import common_pb2, control_pb2
 from control_service import stats_windows as sw
+from control_service import task_defaults
 from control_service.errors import FieldViolation, InvalidChange
 from control_service.evaluation_flags import ShadowJudge, ShadowSemantic
 from control_service.hub import RouterRecord, RouterView
@@ -31,6 +32,7 @@ from control_service.state import (
     Snapshot,
     StreamTimeoutOverride,
 )
+from llmcore.catalog import DEFAULT_CAPABILITIES
 from llmcore.shadowing import mirroring
 from llmcore.vocabulary import ProviderName, TaskName
 
@@ -150,6 +152,7 @@ def flags_to_proto(f: Flags) -> control_pb2.Flags:
             prompt=f.shadow_judge.prompt,
             swap_check_rate=f.shadow_judge.swap_check_rate,
         ),
+        task_defaults=[task_defaults.to_proto(e) for e in f.task_defaults],
         rollback=control_pb2.RollbackThresholds(
             error_rate=r.error_rate,
             latency_p95_ms=r.latency_p95_ms,
@@ -196,6 +199,8 @@ def catalog_to_proto(c: Catalog) -> control_pb2.Catalog:
                 embedding=e.embedding,
                 ollama_vram_bytes=e.ollama_vram_bytes,
                 vllm_vram_bytes=e.vllm_vram_bytes,
+                # The router's built-in knowledge of the name, made explicit in the push.
+                capabilities=list(DEFAULT_CAPABILITIES.get(e.name, ())),
             )
             for e in c.models
         ],
@@ -344,6 +349,7 @@ def flags_from_proto(msg: control_pb2.Flags) -> Flags:
             prompt=msg.shadow_judge.prompt,
             swap_check_rate=msg.shadow_judge.swap_check_rate,
         ),
+        task_defaults=task_defaults.from_proto(msg.task_defaults, bad),
         rollback=RollbackThresholds(
             error_rate=r.error_rate,
             latency_p95_ms=r.latency_p95_ms,

@@ -144,6 +144,25 @@ class ShadowStore:
             out.episodes.extend(episodes(pairs))
         return out
 
+    def schema_validity(self, window_s: float) -> dict[int, tuple[int, int]]:
+        """Per engine (proto Provider value): (schema-valid answers, answers) over the JSON
+        pairs of the last ``window_s`` seconds where both sides succeeded; each side of a pair
+        counts for the engine that gave it (the go/no-go structured-output criterion)."""
+        since = self._clock() - window_s
+        out: dict[int, list[int]] = {}
+        for p in self._pairs:
+            m = p.msg
+            if p.at < since or m.output_kind != "json" or not (m.primary_ok and m.shadow_ok):
+                continue
+            for provider, valid in (
+                (m.primary_provider, m.primary_schema_valid),
+                (m.shadow_provider, m.shadow_schema_valid),
+            ):
+                counts = out.setdefault(provider, [0, 0])
+                counts[0] += int(valid)
+                counts[1] += 1
+        return {k: (v[0], v[1]) for k, v in out.items()}
+
 
 def _rate(
     msgs: Sequence[control_pb2.ShadowComparison],
@@ -166,7 +185,7 @@ def _group(
     fields = [m.json_field_agreement for m in jsons if m.HasField("json_field_agreement")]
     verdicts = Counter(m.judge_verdict for m in both)
     swaps = [m.judge_swap_agreed for m in both if m.HasField("judge_swap_agreed")]
-    return control_pb2.ShadowGroupReport(
+    out = control_pb2.ShadowGroupReport(
         task=common_pb2.Task.ValueType(key[0]),
         model=key[1],
         pairs=len(msgs),
@@ -195,6 +214,34 @@ def _group(
         judge_swap_checks=len(swaps),
         judge_swap_agreement=sum(swaps) / len(swaps) if swaps else 0.0,
     )
+    _kind_figures(out, msgs, both)
+    return out
+
+
+def _kind_figures(
+    out: control_pb2.ShadowGroupReport,
+    msgs: list[control_pb2.ShadowComparison],
+    both: list[control_pb2.ShadowComparison],
+) -> None:
+    """Parity by output kind: JSON validity per side, tool-call agreement, reasoning length,
+    LENGTH finishes (over each side's successes)."""
+    structured = [m for m in msgs if m.output_kind == "json"]
+    json_both = [m for m in both if m.output_kind == "json"]
+    tools = [m for m in both if m.HasField("tool_calls_agree")]
+    reasoned = [m.reasoning_length_ratio for m in both if m.HasField("reasoning_length_ratio")]
+    primary_ok = [m for m in msgs if m.primary_ok]
+    shadow_ok = [m for m in msgs if m.shadow_ok]
+    out.structured_pairs = len(structured)
+    out.primary_json_valid_rate = _rate(json_both, lambda m: m.primary_json_valid)
+    out.shadow_json_valid_rate = _rate(json_both, lambda m: m.shadow_json_valid)
+    out.primary_schema_valid_rate = _rate(json_both, lambda m: m.primary_schema_valid)
+    out.shadow_schema_valid_rate = _rate(json_both, lambda m: m.shadow_schema_valid)
+    out.tool_call_pairs = len(tools)
+    out.tool_call_agreement_rate = _rate(tools, lambda m: m.tool_calls_agree)
+    out.reasoning_pairs = len(reasoned)
+    out.reasoning_length_ratio_p50 = _p50(reasoned)
+    out.primary_length_finish_rate = _rate(primary_ok, lambda m: m.primary_finish_length)
+    out.shadow_length_finish_rate = _rate(shadow_ok, lambda m: m.shadow_finish_length)
 
 
 MAX_EPISODES = 100

@@ -19,6 +19,7 @@ from pydantic import BeforeValidator, PlainSerializer, TypeAdapter, ValidationEr
 
 from control_service.evaluation_flags import ShadowJudge, ShadowSemantic
 from control_service.model_sizes import default_vram_bytes
+from control_service.task_defaults import TaskDefaultsEntry
 from llmcore.catalog import DEFAULT_ENGINE_NAMES, DEFAULT_FALLBACKS, DEFAULT_TASK_MODELS
 from llmcore.vocabulary import ProviderName, TaskName
 
@@ -131,6 +132,8 @@ class Flags:
     shadow_semantic: ShadowSemantic = field(default_factory=ShadowSemantic)
     # The optional LLM judge of shadow pairs (control_service.evaluation_flags).
     shadow_judge: ShadowJudge = field(default_factory=ShadowJudge)
+    # Per-task request defaults (reasoning, response format, engine options such as num_ctx).
+    task_defaults: tuple[TaskDefaultsEntry, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 
+from control_service import task_defaults
 from control_service.errors import FieldViolation, InvalidChange
 from control_service.evaluation_flags import validate_judge, validate_semantic
 from control_service.state import (
@@ -115,6 +116,7 @@ def validate_flags(flags: Flags, catalog: Catalog) -> list[FieldViolation]:
                 )
             )
     _stream_timeouts(out, flags)
+    out.extend(task_defaults.validate(flags.task_defaults))
     r = flags.rollback
     _in_range(out, "flags.rollback.error_rate", r.error_rate, 0.0, 1.0)
     _in_range(out, "flags.rollback.latency_p95_ms", r.latency_p95_ms, *LATENCY_P95_MS)

@@ -47,3 +47,18 @@ DEFAULT_FALLBACKS: dict[str, list[str]] = {
     "deepseek-r1:14b": ["qwen3:8b", "gemma3:4b"],
     "qwen3:8b": ["llama3.2:3b", "gemma3:4b"],
 }
+
+# What each logical model can do beyond plain chat (the catalogue's `capabilities`):
+# "thinking" (a reasoning phase that can be switched), "think_levels" (effort levels rather than
+# on/off: gpt-oss-style), "tools", "vision" (images on messages). A request asking for what its
+# model cannot do is refused, never silently dropped.
+DEFAULT_CAPABILITIES: dict[str, tuple[str, ...]] = {
+    "qwen3:8b": ("thinking", "tools"),
+    "gemma3:4b": ("vision",),
+    "deepseek-r1:14b": ("thinking",),
+    "llama3.2:3b": ("tools",),
+    "qwen3:30b-a3b": ("thinking", "tools"),
+    "llama3.3:70b": ("tools",),
+    "mxbai-embed-large": (),
+}
+CAPABILITIES = ("thinking", "think_levels", "tools", "vision")

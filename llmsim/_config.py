@@ -319,6 +319,9 @@ class SimConfig(BaseModel):
     kv_cache_blocks: int = Field(default=4096, ge=1)
     enable_prefix_caching: bool = True
     prompt_tokens_details: bool = True
+    # The delta field the simulated vLLM's reasoning parser writes: "reasoning" (current vLLM)
+    # or "reasoning_content" (older vLLM, llama.cpp).
+    vllm_reasoning_field: Literal["reasoning", "reasoning_content"] = "reasoning"
 
     faults: Faults = Field(default_factory=lambda: Faults())
     # Meaning (llmsim._meaning, docs/simulator.md): "words" answers are seeded word salad;

@@ -12,13 +12,16 @@ from typing import Any
 
 from aiohttp import web
 
+from llmsim._agentic import AgenticPlan, compose
 from llmsim._engine import ModelEngine
 from llmsim._faults import FaultHeaderError, FaultPlan
 from llmsim._generate import GenResult, Job, run_job, run_prefill
 from llmsim._http import BodyError, json_response, now_rfc3339, read_json, rfc3339
+from llmsim._ollama_agentic import ollama_plan, truncate_prompt
 from llmsim._ollama_format import OllamaErrors, OllamaFormat, ollama_error
 from llmsim._state import SimContext
 from llmsim._textgen import (
+    completion_seed,
     count_tokens,
     plan_output,
     render_chat,
@@ -244,22 +247,42 @@ class OllamaApi:
         if not prompt:
             return await self._load_only(log, eng, model, chat=chat, keep_alive=keep_alive)
         opts: Mapping[str, Any] = body.get("options") or {}
+        agentic = ollama_plan(body, eng.spec) if chat else AgenticPlan()
+        if isinstance(agentic, str):
+            return _logged(log, ollama_error(400, agentic))
+        prompt_tokens = truncate_prompt(tokenize(prompt), opts.get("num_ctx"), log)
+        if len(prompt_tokens) < count_tokens(prompt):  # the model sees only the tail
+            prompt = " ".join(prompt_tokens)
         num_predict = opts.get("num_predict")
+        max_tokens = num_predict if isinstance(num_predict, int) and num_predict > 0 else None
         stop = opts.get("stop") or ()
+        seed = self.ctx.seed(opts.get("seed"))
         tokens, finish, _ = plan_output(
             model=canonical_name(model),
-            seed=self.ctx.seed(opts.get("seed")),
+            seed=seed,
             prompt=prompt,
             base_len=self.ctx.timing.completion_tokens,
             jitter=self.ctx.timing.jitter,
-            max_tokens=num_predict if isinstance(num_predict, int) and num_predict > 0 else None,
+            max_tokens=max_tokens,
             stop=[stop] if isinstance(stop, str) else [s for s in stop if isinstance(s, str)],
             temperature=_num(opts.get("temperature")),
             top_p=_num(opts.get("top_p")),
             concept_answers=self.ctx.config.answer_mode == "concepts",
             unrelated=self.ctx.faults.unrelated_answers,
         )
-        prompt_tokens = tokenize(prompt)
+        messages = body.get("messages") or [{}]
+        out = compose(
+            agentic,
+            tokens,
+            finish,
+            None,
+            model=canonical_name(model),
+            prompt=prompt,
+            seed_int=completion_seed(canonical_name(model), seed, prompt),
+            max_tokens=max_tokens,
+            last_role=str(messages[-1].get("role", "user")) if chat else "user",
+        )
+        tokens, finish = out.tokens, out.finish
         fmt = OllamaFormat(
             model,
             chat=chat,
@@ -267,6 +290,9 @@ class OllamaApi:
             output=tokens,
             raw=raw,
             itl_s=eng.itl_s,
+            n_think=out.n_think,
+            tool_calls=out.tool_calls,
+            logprobs=agentic.top_logprobs if agentic.logprobs else None,
         )
         job = Job(
             engine=eng,

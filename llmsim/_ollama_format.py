@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from llmsim._agentic import logprob_entry
 from llmsim._generate import GenResult
 from llmsim._http import json_response, now_rfc3339
 from llmsim._textgen import token_json
@@ -68,7 +69,13 @@ class OllamaFormat(OllamaErrors):
         output: Sequence[str],
         raw: bool,
         itl_s: float,
+        n_think: int = 0,
+        tool_calls: Sequence[tuple[str, dict[str, Any]]] = (),
+        logprobs: int | None = None,
     ) -> None:
+        self._n_think = n_think  # the first n_think output tokens are thinking
+        self._tool_calls = tool_calls
+        self._logprobs = logprobs  # top_logprobs when logprobs were asked for
         self._model = model
         self._chat = chat
         self._prompt_tokens = prompt_tokens
@@ -87,11 +94,37 @@ class OllamaFormat(OllamaErrors):
         return b""
 
     def tokens(self, toks: Sequence[str], start: int, end: int, res: GenResult) -> bytes:
+        if start < self._n_think or self._logprobs is not None:
+            return b"".join(self._line(k, toks[k]) for k in range(start, end))
         pre = self._pre + now_rfc3339().encode() + self._mid
         suf = self._suf
         if end - start == 1:
             return pre + token_json(toks[start]) + suf
         return b"".join([pre + token_json(t) + suf for t in toks[start:end]])
+
+    def _line(self, k: int, tok: str) -> bytes:
+        """One token on the slow path: thinking (``message.thinking``) or with logprobs."""
+        out: dict[str, Any] = {"model": self._model, "created_at": now_rfc3339()}
+        if k < self._n_think:
+            out["message"] = {"role": "assistant", "content": "", "thinking": tok}
+        elif self._chat:
+            out["message"] = {"role": "assistant", "content": tok}
+        else:
+            out["response"] = tok
+        out["done"] = False
+        if self._logprobs is not None and k >= self._n_think:
+            out["logprobs"] = [logprob_entry(tok, self._logprobs)]
+        return orjson.dumps(out) + b"\n"
+
+    def _calls(self) -> list[dict[str, Any]]:
+        """Whole calls, as Ollama streams them: id, function.index, arguments as an object."""
+        return [
+            {
+                "id": f"call_{zlib.crc32(f'{self._model}{i}{name}'.encode()):08x}",
+                "function": {"index": i, "name": name, "arguments": args},
+            }
+            for i, (name, args) in enumerate(self._tool_calls)
+        ]
 
     def _final(self, res: GenResult, text: str) -> dict[str, Any]:
         out: dict[str, Any] = {"model": self._model, "created_at": now_rfc3339()}
@@ -120,7 +153,16 @@ class OllamaFormat(OllamaErrors):
         return out
 
     def tail(self, res: GenResult) -> bytes:
-        return orjson.dumps(self._final(res, "")) + b"\n"
+        final = orjson.dumps(self._final(res, "")) + b"\n"
+        if not self._tool_calls:
+            return final
+        line = {
+            "model": self._model,
+            "created_at": now_rfc3339(),
+            "message": {"role": "assistant", "content": "", "tool_calls": self._calls()},
+            "done": False,
+        }
+        return orjson.dumps(line) + b"\n" + final
 
     def midstream_error(self) -> bytes:
         return orjson.dumps({"error": MIDSTREAM}) + b"\n"
@@ -129,5 +171,10 @@ class OllamaFormat(OllamaErrors):
         return b'{"model":' + orjson.dumps(self._model) + b',"created_at":"2024-\n'
 
     def full_body(self, toks: Sequence[str], res: GenResult) -> web.Response:
-        body = self._final(res, "".join(toks[: res.n_out]))
+        n_think = min(self._n_think, res.n_out)
+        body = self._final(res, "".join(toks[n_think : res.n_out]))
+        if self._chat and n_think:
+            body["message"]["thinking"] = "".join(toks[:n_think])
+        if self._chat and self._tool_calls:
+            body["message"]["tool_calls"] = self._calls()
         return json_response(body)

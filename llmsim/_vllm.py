@@ -10,13 +10,21 @@ from typing import Any
 
 from aiohttp import web
 
+from llmsim._agentic import AgenticPlan, compose
 from llmsim._engine import ModelEngine
 from llmsim._faults import FaultHeaderError, FaultPlan
 from llmsim._generate import GenResult, Job, run_job, run_prefill
 from llmsim._http import BodyError, json_response, read_json
 from llmsim._metrics import render_prometheus
 from llmsim._state import SimContext
-from llmsim._textgen import plan_output, render_chat, tokenize, truncate_dims
+from llmsim._textgen import (
+    completion_seed,
+    plan_output,
+    render_chat,
+    tokenize,
+    truncate_dims,
+)
+from llmsim._vllm_agentic import vllm_plan
 from llmsim._vllm_format import VllmErrors, VllmFormat, vllm_error
 
 __all__ = ["VllmApi"]
@@ -239,9 +247,13 @@ class VllmApi:
             max_tokens = ctx_len - n_prompt
         min_tokens = body.get("min_tokens")
         timing = self.ctx.timing
+        agentic = vllm_plan(body, eng.spec) if chat else AgenticPlan()
+        if isinstance(agentic, str):
+            raise _Invalid(agentic)
+        seed = self.ctx.seed(body.get("seed"))
         tokens, finish, stop_reason = plan_output(
             model=eng.spec.name,
-            seed=self.ctx.seed(body.get("seed")),
+            seed=seed,
             prompt=prompt,
             base_len=timing.completion_tokens,
             jitter=timing.jitter,
@@ -254,6 +266,20 @@ class VllmApi:
             concept_answers=self.ctx.config.answer_mode == "concepts",
             unrelated=self.ctx.faults.unrelated_answers,
         )
+        out = compose(
+            agentic,
+            tokens,
+            finish,
+            stop_reason,
+            model=eng.spec.name,
+            prompt=prompt,
+            seed_int=completion_seed(eng.spec.name, seed, prompt),
+            max_tokens=max_tokens,
+            last_role=_last_role(body.get("messages")) if chat else "user",
+        )
+        tokens, finish, stop_reason = out.tokens, out.finish, out.stop_reason
+        if out.tool_calls:
+            finish = "tool_calls"
         prefix = "chatcmpl-" if chat else "cmpl-"
         fmt = VllmFormat(
             request_id=prefix + self._request_id(request, body),
@@ -262,6 +288,10 @@ class VllmApi:
             include_usage=stream and so.get("include_usage") is True,
             continuous_usage=stream and so.get("continuous_usage_stats") is True,
             details=self.ctx.config.prompt_tokens_details,
+            n_think=out.n_think,
+            tool_calls=out.tool_calls,
+            logprobs=agentic.top_logprobs if agentic.logprobs else None,
+            reasoning_field=self.ctx.config.vllm_reasoning_field,
         )
         job = Job(
             engine=eng,
@@ -291,6 +321,10 @@ class VllmApi:
             return _logged(log, vllm_error(400, "encoding_format must be 'float' or 'base64'."))
         ctx_len = eng.spec.context_length
         token_lists = [tokenize(t) if isinstance(t, str) else t for t in inputs]
+        truncate = body.get("truncate_prompt_tokens")
+        if isinstance(truncate, int) and not isinstance(truncate, bool) and truncate != 0:
+            keep = ctx_len if truncate < 0 else min(truncate, ctx_len)
+            token_lists = [t[-keep:] for t in token_lists]  # vLLM keeps the tail
         too_long = max(len(t) for t in token_lists)
         if too_long > ctx_len:
             return _logged(
@@ -350,3 +384,10 @@ def _embedding_inputs(value: Any) -> list[str | list[int]] | None:
 def _logged(log: dict[str, Any], resp: web.Response) -> web.Response:
     log["status"] = resp.status
     return resp
+
+
+def _last_role(messages: Any) -> str:
+    """The role of the last message (a model answers a tool result instead of calling again)."""
+    if isinstance(messages, list) and messages and isinstance(messages[-1], Mapping):
+        return str(messages[-1].get("role", "user"))
+    return "user"

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from llmsim._agentic import logprob_entry
 from llmsim._generate import GenResult
 from llmsim._http import json_response
 from llmsim._textgen import token_json
@@ -71,7 +72,15 @@ class VllmFormat(VllmErrors):
         include_usage: bool,
         continuous_usage: bool,
         details: bool,
+        n_think: int = 0,
+        tool_calls: Sequence[tuple[str, dict[str, Any]]] = (),
+        logprobs: int | None = None,
+        reasoning_field: str = "reasoning",
     ) -> None:
+        self._n_think = n_think  # the first n_think output tokens are reasoning
+        self._tool_calls = tool_calls
+        self._logprobs = logprobs  # top_logprobs when logprobs were asked for
+        self._reasoning_field = reasoning_field
         self._id = request_id
         self._model = model
         self._chat = chat
@@ -119,6 +128,8 @@ class VllmFormat(VllmErrors):
         }
         if self._details:
             out["prompt_tokens_details"] = {"cached_tokens": res.n_cached}
+        if self._n_think:
+            out["completion_tokens_details"] = {"reasoning_tokens": min(self._n_think, n_out)}
         return out
 
     def head(self, res: GenResult) -> bytes:
@@ -133,6 +144,8 @@ class VllmFormat(VllmErrors):
         return self._chunk([choice], self.usage(res, 0) if self._continuous else None)
 
     def tokens(self, toks: Sequence[str], start: int, end: int, res: GenResult) -> bytes:
+        if self._chat and (start < self._n_think or self._logprobs is not None):
+            return b"".join(self._slow(k, toks[k], res) for k in range(start, end))
         if self._continuous:
             return b"".join(
                 self._chunk([self._choice(toks[k], None, None)], self.usage(res, k + 1))
@@ -142,6 +155,39 @@ class VllmFormat(VllmErrors):
         if end - start == 1:
             return pre + token_json(toks[start]) + suf
         return b"".join([pre + token_json(t) + suf for t in toks[start:end]])
+
+    def _slow(self, k: int, tok: str, res: GenResult) -> bytes:
+        """One token as reasoning (``delta.reasoning``) or with its logprobs."""
+        choice = self._choice(tok, None, None)
+        if k < self._n_think:
+            choice["delta"] = {self._reasoning_field: tok}
+        elif self._logprobs is not None:
+            choice["logprobs"] = {"content": [logprob_entry(tok, self._logprobs)]}
+        return self._chunk([choice], self.usage(res, k + 1) if self._continuous else None)
+
+    def _tool_deltas(self) -> bytes:
+        """Each call as vLLM streams it: id, type and name first, then the arguments JSON in
+        pieces (``delta.tool_calls[index].function.arguments``)."""
+        out: list[bytes] = []
+        for i, (name, args) in enumerate(self._tool_calls):
+            first = {
+                "index": i,
+                "id": f"chatcmpl-tool-{self._id[-12:]}{i}",
+                "type": "function",
+                "function": {"name": name, "arguments": ""},
+            }
+            out.append(self._delta_chunk({"tool_calls": [first]}))
+            text = orjson.dumps(args).decode()
+            third = max(1, len(text) // 3)
+            for piece in (text[:third], text[third : 2 * third], text[2 * third :]):
+                if piece:
+                    frag = {"index": i, "function": {"arguments": piece}}
+                    out.append(self._delta_chunk({"tool_calls": [frag]}))
+        return b"".join(out)
+
+    def _delta_chunk(self, delta: dict[str, Any]) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
+        return self._chunk([choice], None)
 
     def _choice(self, text: str, finish: str | None, stop: str | None) -> dict[str, Any]:
         if self._chat:
@@ -155,7 +201,8 @@ class VllmFormat(VllmErrors):
 
     def tail(self, res: GenResult) -> bytes:
         usage = self.usage(res, res.n_out)
-        out = self._chunk(
+        out = self._tool_deltas() if self._tool_calls else b""
+        out += self._chunk(
             [self._choice("", res.finish_reason, res.stop_reason)],
             usage if self._continuous else None,
         )
@@ -170,7 +217,8 @@ class VllmFormat(VllmErrors):
         return b'data: {"id":' + orjson.dumps(self._id) + b',"object":\n\n'
 
     def full_body(self, toks: Sequence[str], res: GenResult) -> web.Response:
-        text = "".join(toks[: res.n_out])
+        n_think = min(self._n_think, res.n_out)
+        text = "".join(toks[n_think : res.n_out])
         if self._chat:
             choice: dict[str, Any] = {
                 "index": 0,
@@ -181,8 +229,15 @@ class VllmFormat(VllmErrors):
                     "annotations": None,
                     "audio": None,
                     "function_call": None,
-                    "tool_calls": [],
-                    "reasoning_content": None,
+                    "tool_calls": [
+                        {
+                            "id": f"chatcmpl-tool-{self._id[-12:]}{i}",
+                            "type": "function",
+                            "function": {"name": name, "arguments": orjson.dumps(a).decode()},
+                        }
+                        for i, (name, a) in enumerate(self._tool_calls)
+                    ],
+                    self._reasoning_field: "".join(toks[:n_think]) if n_think else None,
                 },
                 "logprobs": None,
                 "finish_reason": res.finish_reason,

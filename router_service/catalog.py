@@ -7,9 +7,14 @@ The router always reasons in logical (Ollama-style) names and translates at the 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from llmcore.catalog import DEFAULT_ENGINE_NAMES, DEFAULT_FALLBACKS, DEFAULT_TASK_MODELS
+from llmcore.catalog import (
+    DEFAULT_CAPABILITIES,
+    DEFAULT_ENGINE_NAMES,
+    DEFAULT_FALLBACKS,
+    DEFAULT_TASK_MODELS,
+)
 from llmcore.vocabulary import ProviderName, TaskName
 
 __all__ = ["DEFAULT_ENGINE_NAMES", "DEFAULT_FALLBACKS", "DEFAULT_TASK_MODELS", "Catalog"]
@@ -22,6 +27,15 @@ class Catalog:
     engine_names: Mapping[str, Mapping[ProviderName, str]]
     task_models: Mapping[TaskName, str]
     fallbacks: Mapping[str, Sequence[str]]
+    # model → capabilities given in the pushed catalogue; a model without an entry has the
+    # built-in ones of its name (llmcore.catalog.DEFAULT_CAPABILITIES).
+    capabilities: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def capabilities_of(self, model: str) -> frozenset[str]:
+        given = self.capabilities.get(model)
+        if given is not None:
+            return given
+        return frozenset(DEFAULT_CAPABILITIES.get(model, ()))
 
     def knows(self, model: str) -> bool:
         return model in self.engine_names

@@ -46,12 +46,16 @@ from router_service.providers import Provider
 from router_service.retry import RetryPolicy
 from router_service.stats import RouterStats
 from router_service.values import (
+    NO_FEATURES,
     ChatCall,
     ChatMessage,
     EmbedOutput,
+    Features,
     FinishReason,
     Route,
     SamplingOptions,
+    TokenLogprob,
+    ToolCallFragment,
 )
 
 
@@ -68,6 +72,22 @@ class Started:
 class Text:
     text: str
     tokens: int
+    logprobs: tuple[TokenLogprob, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Thinking:
+    """Reasoning tokens, kept apart from the answer."""
+
+    text: str
+    tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCalls:
+    """Tool-call fragments. Once one was sent the request can never fail over."""
+
+    fragments: tuple[ToolCallFragment, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +108,18 @@ class Finished:
     finish_reason: FinishReason
     prompt_tokens: int | None
     completion_tokens: int | None
+    raw_finish_reason: str = ""
+    stop_sequence: str = ""
+    reasoning_tokens: int | None = None  # the engine's own count, when it gives one
 
 
-Event = Started | Text | Continued | Finished
+Event = Started | Text | Thinking | ToolCalls | Continued | Finished
+
+
+def reasoning_on(features: Features, caps: frozenset[str]) -> bool:
+    """Whether the model will think: asked for, or left to a model that thinks by default."""
+    level = features.reasoning.level
+    return features.reasoning.on or (level is None and "thinking" in caps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,14 +127,17 @@ class ChatIntent:
     request_id: str
     messages: tuple[ChatMessage, ...]
     options: SamplingOptions
+    # Reasoning, response format, tools, engine options. ``features.constrained`` requests are
+    # retried only as fresh requests and never continued on another engine mid-answer.
+    features: Features = NO_FEATURES
     # Issue 17 (engine pools): the request's placement context, on every call it makes.
     route: Route | None = None
 
     @property
     def plain_text(self) -> bool:
         """A plain-text answer: the only kind continuation may resume on another engine. A
-        response schema or tools (issue 15) make it False."""
-        return True
+        response format or tools make it False."""
+        return not self.features.constrained
 
 
 @dataclass(slots=True)
@@ -115,7 +147,9 @@ class _Stream:
     parts: list[str]
     tokens: int = 0
     started: bool = False  # a Started event went out
-    tool_call_streamed: bool = False  # set when tool-call deltas exist (issue 15)
+    tool_call_streamed: bool = False  # a tool-call delta went out: never a failover after it
+    # Tokens of any kind sent (reasoning, text, tool calls): the first one ends retries.
+    events: int = 0
     broken: RouterError | None = None  # the mid-stream failure being continued from
 
     @property
@@ -150,11 +184,18 @@ class Dispatcher:
         prompt_prefixes: Mapping[str, str] | None = None,
         life: RequestLife | None = None,
         policy: StreamPolicy | None = None,
+        capabilities: Callable[[str], frozenset[str]] | None = None,
     ) -> AsyncGenerator[Event, None]:
         """Events of the answering attempt(s). ``deadline`` is ``loop.time()``-based;
         ``prompt_prefixes`` maps a logical model to the system prefix its policy adds; ``life``
         gets every attempt (a throwaway one when None); ``policy`` bounds the streams and
-        allows continuation (None: only the deadline, no continuation)."""
+        allows continuation (None: only the deadline, no continuation); ``capabilities`` gives
+        a logical model's catalogue capabilities.
+
+        A token of any kind (reasoning, text, a tool call) is the first token: after it an
+        attempt that fails is never retried (a retry before it is a fresh request, which is what
+        a JSON- or tool-constrained request needs), and only a plain-text answer may be
+        continued elsewhere, never one with a tool-call delta sent."""
         life = life if life is not None else RequestLife(None)
         policy = policy or StreamPolicy()
         sent = _Stream([])
@@ -165,7 +206,14 @@ class Dispatcher:
             if provider is None or cand.provider in down:
                 continue
             messages = intent.messages
-            if prompt_prefixes and cand.model in prompt_prefixes:
+            caps = capabilities(cand.model) if capabilities else frozenset()
+            # The prompt policy (Chain-of-Draft) exists to shorten thinking: only when the
+            # model thinks.
+            if (
+                prompt_prefixes
+                and cand.model in prompt_prefixes
+                and reasoning_on(intent.features, caps)
+            ):
                 messages = with_system_prefix(messages, prompt_prefixes[cand.model])
             if sent.broken is not None:
                 messages = continuation.messages_for(messages, sent.text)
@@ -174,6 +222,8 @@ class Dispatcher:
                 messages,
                 intent.options,
                 intent.request_id,
+                features=intent.features,
+                capabilities=caps,
                 continue_final=sent.broken is not None,
                 route=intent.route,  # issue 17: the pool sees the request's replicas tried
             )
@@ -183,7 +233,7 @@ class Dispatcher:
                     last = circuit_open(cand, intent.request_id)
                     break
                 attempt = life.begin(cand.provider, cand.model)
-                before = sent.tokens
+                before = sent.events
                 try:
                     async for ev in self._attempt(
                         provider, call, cand, attempt_no, attempt, deadline, life, policy, sent
@@ -194,7 +244,7 @@ class Dispatcher:
                     raise  # no time left for another attempt or a continuation
                 except RouterError as err:
                     last = err
-                    if sent.tokens > before:  # this attempt streamed text, then failed
+                    if sent.events > before:  # this attempt streamed tokens, then failed
                         if not continuation.allowed(
                             policy.continuation,
                             intent.plain_text,
@@ -264,12 +314,24 @@ class Dispatcher:
                         )
                     elif sent.broken is not None:
                         yield _continued(sent, cand)
+                if chunk.reasoning:
+                    watch.progress()  # thinking is progress: a first-token clock counts it
+                    life.progress(attempt, chunk.reasoning_tokens)
+                    sent.events += max(chunk.reasoning_tokens, 1)
+                    yield Thinking(chunk.reasoning, chunk.reasoning_tokens)
                 if chunk.text:
                     watch.progress()
                     life.progress(attempt, chunk.tokens)
                     sent.tokens += chunk.tokens
+                    sent.events += max(chunk.tokens, 1)
                     sent.parts.append(chunk.text)
-                    yield Text(chunk.text, chunk.tokens)
+                    yield Text(chunk.text, chunk.tokens, tuple(chunk.logprobs))
+                if chunk.tool_calls:
+                    watch.progress()
+                    life.progress(attempt, len(chunk.tool_calls))
+                    sent.tool_call_streamed = True
+                    sent.events += len(chunk.tool_calls)
+                    yield ToolCalls(tuple(chunk.tool_calls))
                 if chunk.done:
                     breaker.success()
                     judged = True
@@ -280,6 +342,9 @@ class Dispatcher:
                         chunk.finish_reason,
                         chunk.prompt_tokens,
                         None if own is None else own + before,
+                        chunk.raw_finish_reason,
+                        chunk.stop_sequence,
+                        chunk.usage_reasoning_tokens,
                     )
                     return
         except StreamTimeout as t:
@@ -347,10 +412,20 @@ class Dispatcher:
         deadline: float,
         life: RequestLife | None = None,
         route: Route | None = None,
+        dimensions: int | None = None,
+        truncate: bool = True,
     ) -> tuple[Candidate, EmbedOutput]:
         """The first engine that embeds ``inputs``; every attempt goes to ``life``."""
         return await embed_attempts(
-            self, request_id, inputs, candidates, deadline, life or RequestLife(None), route
+            self,
+            request_id,
+            inputs,
+            candidates,
+            deadline,
+            life or RequestLife(None),
+            route,
+            dimensions,
+            truncate,
         )
 
 

@@ -27,6 +27,8 @@ async def embed_attempts(
     deadline: float,
     life: RequestLife,
     route: Route | None = None,
+    dimensions: int | None = None,
+    truncate: bool = True,
 ) -> tuple[Candidate, EmbedOutput]:
     """Embed's attempt loop: retries, fallback, and every attempt's outcome on ``life`` (an
     engine it fell back from is reported with its failure, as for Generate)."""
@@ -39,7 +41,14 @@ async def embed_attempts(
                 if provider is None or cand.provider in down:
                     continue
                 # Issue 17: ``route`` carries the replicas tried across attempts.
-                call = EmbedCall(cand.engine_model, inputs, request_id, route=route)
+                call = EmbedCall(
+                    cand.engine_model,
+                    inputs,
+                    request_id,
+                    route=route,
+                    dimensions=dimensions,
+                    truncate=truncate,
+                )
                 breaker = d.breakers[cand.provider]
                 for attempt_no in range(1, d.retry.attempts + 1):
                     if not breaker.allow():

@@ -17,6 +17,7 @@ from router_service.errors import ErrorKind, RouterError
 _STATUS: dict[ErrorKind, grpc.StatusCode] = {
     ErrorKind.INVALID_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
     ErrorKind.MODEL_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    ErrorKind.FEATURE_UNSUPPORTED: grpc.StatusCode.FAILED_PRECONDITION,
     ErrorKind.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ErrorKind.LLM_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     ErrorKind.LLM_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -27,6 +28,7 @@ _STATUS: dict[ErrorKind, grpc.StatusCode] = {
 _CODE: dict[ErrorKind, common_pb2.ErrorCode.ValueType] = {
     ErrorKind.INVALID_REQUEST: common_pb2.ERROR_CODE_INVALID_REQUEST,
     ErrorKind.MODEL_NOT_FOUND: common_pb2.ERROR_CODE_MODEL_NOT_FOUND,
+    ErrorKind.FEATURE_UNSUPPORTED: common_pb2.ERROR_CODE_FEATURE_UNSUPPORTED,
     ErrorKind.OVERLOADED: common_pb2.ERROR_CODE_OVERLOADED,
     ErrorKind.LLM_UNAVAILABLE: common_pb2.ERROR_CODE_LLM_UNAVAILABLE,
     ErrorKind.LLM_TIMEOUT: common_pb2.ERROR_CODE_LLM_TIMEOUT,

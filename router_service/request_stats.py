@@ -58,6 +58,21 @@ Key = tuple[ProviderName, TaskName, bool]  # (provider, task, shadow)
 
 
 @dataclass(frozen=True, slots=True)
+class KindFigures:
+    """A pair compared by what the request asked for (router_service.shadow._kinds)."""
+
+    output_kind: str = "text"  # text, json, tool_calls
+    primary_json_valid: bool = False
+    shadow_json_valid: bool = False
+    primary_schema_valid: bool = False
+    shadow_schema_valid: bool = False
+    tool_calls_agree: bool | None = None  # None: neither side called a tool
+    reasoning_length_ratio: float | None = None  # None: the primary did not reason
+    primary_finish_length: bool = False
+    shadow_finish_length: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ShadowRecord:
     """One primary answer compared with its shadow (or, with ``dropped``, a mirror not sent
     because the shadow queue was full). Texts are empty unless content capture is on."""
@@ -90,6 +105,7 @@ class ShadowRecord:
     # usable verdict), and whether a swapped re-judging agreed.
     judge_verdict: str | None = None
     judge_swap_agreed: bool | None = None
+    kinds: KindFigures = field(default_factory=KindFigures)
 
 
 class _Reservoir:

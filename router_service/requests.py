@@ -18,6 +18,7 @@ from router_service.limits import (
     embed_size_violations,
     generate_size_violations,
 )
+from router_service.request_features import check_logprobs, parse_features, parse_messages
 from router_service.values import ChatMessage, Route, SamplingOptions
 
 _TASKS: dict[int, TaskName] = {
@@ -39,13 +40,8 @@ PROVIDER_TO_PROTO: dict[str, common_pb2.Provider.ValueType] = {
     "ollama": common_pb2.PROVIDER_OLLAMA,
     "vllm": common_pb2.PROVIDER_VLLM,
 }
-_ROLES = {
-    router_pb2.ROLE_UNSPECIFIED: "user",
-    router_pb2.ROLE_SYSTEM: "system",
-    router_pb2.ROLE_USER: "user",
-    router_pb2.ROLE_ASSISTANT: "assistant",
-}
 MAX_REQUEST_ID_LEN = 128
+MAX_EMBED_DIMENSIONS = 65_536
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +67,8 @@ class EmbedInput:
     inputs: tuple[str, ...]
     model: str
     provider: ProviderName | None
+    dimensions: int | None = None
+    truncate: bool = True
 
 
 def resolve_request_id(field_value: str, metadata_value: str | None) -> str:
@@ -119,14 +117,7 @@ def generate_input(req: router_pb2.GenerateRequest, request_id: str, lim: Limits
     if req.messages:
         if req.prompt:
             bad.append(FieldViolation("prompt", "give either messages or prompt, not both"))
-        for i, m in enumerate(req.messages):
-            role = _ROLES.get(m.role)
-            if role is None:
-                bad.append(FieldViolation(f"messages[{i}].role", f"unknown role {m.role}"))
-                continue
-            if not m.content.strip():
-                bad.append(FieldViolation(f"messages[{i}].content", "must not be empty"))
-            messages.append(ChatMessage(role, m.content))  # type: ignore[arg-type]
+        messages.extend(parse_messages(req.messages, bad))
     elif req.prompt.strip():
         messages.append(ChatMessage("user", req.prompt))
     else:
@@ -141,13 +132,16 @@ def generate_input(req: router_pb2.GenerateRequest, request_id: str, lim: Limits
         )
 
     options = _options(req.options, lim, bad)
+    features = parse_features(req, bad)
     if bad:
         raise invalid(bad)
     assert task is not None
     return GenerateInput(
         # Issue 17: the caller's own routing key (not the request-id default) is the episode
         # affinity inside an engine pool.
-        intent=ChatIntent(request_id, tuple(messages), options, route=Route(req.routing_key)),
+        intent=ChatIntent(
+            request_id, tuple(messages), options, features, route=Route(req.routing_key)
+        ),
         routing_key=req.routing_key or request_id,
         task=task,
         model=req.model.strip(),
@@ -175,12 +169,15 @@ def _options(
         if not s:
             bad.append(FieldViolation(f"options.stop[{i}]", "must not be empty"))
     seed = o.seed if o.HasField("seed") else None
+    check_logprobs(o, bad)
     return SamplingOptions(
         max_tokens=max_tokens,
         temperature=None if temperature is None else round(temperature, 6),
         top_p=None if top_p is None else round(top_p, 6),
         stop=tuple(o.stop),
         seed=seed,
+        logprobs=o.logprobs,
+        top_logprobs=o.top_logprobs,
     )
 
 
@@ -208,6 +205,9 @@ def embed_input(req: router_pb2.EmbedRequest, request_id: str, lim: Limits) -> E
                 "inputs", f"inputs total {size} characters; the limit is {lim.max_prompt_chars}"
             )
         )
+    dimensions = req.dimensions if req.HasField("dimensions") else None
+    if dimensions is not None and not 0 < dimensions <= MAX_EMBED_DIMENSIONS:
+        bad.append(FieldViolation("dimensions", f"must be between 1 and {MAX_EMBED_DIMENSIONS}"))
     if bad:
         raise invalid(bad)
     return EmbedInput(
@@ -216,6 +216,8 @@ def embed_input(req: router_pb2.EmbedRequest, request_id: str, lim: Limits) -> E
         inputs=tuple(req.inputs),
         model=req.model.strip(),
         provider=provider,
+        dimensions=dimensions,
+        truncate=req.truncate if req.HasField("truncate") else True,
     )
 
 

@@ -12,20 +12,32 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 
 import grpc
 from opentelemetry import trace
 
 from clients.gen.llmgateway.v1 import router_pb2, router_pb2_grpc
 from llmcore.vocabulary import ProviderName, TaskName
+from router_service.capabilities import eligible
 from router_service.config.holder import ConfigHolder
 from router_service.config.routing import RoutingConfig
-from router_service.dispatch import Continued, Dispatcher, Finished, Started, Text
+from router_service.dispatch import (
+    Continued,
+    Dispatcher,
+    Finished,
+    Started,
+    Text,
+    Thinking,
+    ToolCalls,
+)
 from router_service.errors import ErrorKind, RouterError
+from router_service.first_tokens import FirstTokens, logprobs_to_proto, tool_call_to_proto
 from router_service.grpc_errors import abort
 from router_service.lifecycle import RequestLife
 from router_service.lifecycle.timeouts import StreamPolicy, resolve
 from router_service.placement import plan
+from router_service.request_features import with_task_defaults
 from router_service.request_stats import RequestStatsRecorder
 from router_service.requests import (
     PROVIDER_TO_PROTO,
@@ -45,6 +57,8 @@ log = logging.getLogger(__name__)
 _FINISH = {
     "stop": router_pb2.FINISH_REASON_STOP,
     "length": router_pb2.FINISH_REASON_LENGTH,
+    "tool_calls": router_pb2.FINISH_REASON_TOOL_CALLS,
+    "cancelled": router_pb2.FINISH_REASON_CANCELLED,
     "": router_pb2.FINISH_REASON_UNSPECIFIED,
 }
 
@@ -129,6 +143,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         admitted = False
         answered_by: ProviderName | None = None
         ttft: float | None = None
+        firsts = FirstTokens(t0)
         end: router_pb2.GenerateEnd | None = None
         ticket: ShadowTicket | None = None
         continuations: list[router_pb2.Continuation] = []
@@ -137,6 +152,13 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             life.task = inp.task
             cfg = self._config.current  # one snapshot for the whole request
             candidates = plan(cfg, inp.task, inp.model, inp.provider, inp.routing_key)
+            intent = inp.intent
+            intent = replace(
+                intent,
+                features=with_task_defaults(intent.features, cfg.task_defaults.get(inp.task)),
+            )
+            inp = replace(inp, intent=intent)
+            candidates = eligible(candidates, intent.features, intent.messages, cfg.catalog, rid)
             admitted = self.admission.try_enter()
             if not admitted:
                 raise _overloaded(rid)
@@ -153,6 +175,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                     cfg.prompt_prefixes,
                     life,
                     self._policy(cfg, inp.task),
+                    cfg.catalog.capabilities_of,
                 ),
                 rid,
                 inp.task,
@@ -164,12 +187,38 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                     if isinstance(ev, Text):
                         if ttft is None:
                             ttft = time.perf_counter() - t0
+                        firsts.answer()
                         tokens += ev.tokens
                         if ticket is not None:  # text is kept for sampled requests only
                             ticket.parts.append(ev.text)
-                        yield router_pb2.GenerateResponse(delta=router_pb2.TextDelta(text=ev.text))
+                        delta = router_pb2.TextDelta(text=ev.text)
+                        if ev.logprobs:
+                            delta.logprobs.extend(logprobs_to_proto(ev.logprobs))
+                        yield router_pb2.GenerateResponse(delta=delta)
                         if ticket is not None and not ticket.started:
                             ticket.start()  # the shadow starts once our first delta is out
+                    elif isinstance(ev, Thinking):
+                        if ttft is None:
+                            ttft = time.perf_counter() - t0
+                        firsts.reasoning(ev.tokens)
+                        tokens += ev.tokens
+                        if ticket is not None:
+                            ticket.reasoning.append(ev.text)
+                        yield router_pb2.GenerateResponse(
+                            reasoning=router_pb2.ReasoningDelta(text=ev.text)
+                        )
+                        if ticket is not None and not ticket.started:
+                            ticket.start()
+                    elif isinstance(ev, ToolCalls):
+                        if ttft is None:
+                            ttft = time.perf_counter() - t0
+                        firsts.answer()
+                        for frag in ev.fragments:
+                            if ticket is not None:
+                                ticket.tool_calls.append(frag)
+                            yield router_pb2.GenerateResponse(tool_call=tool_call_to_proto(frag))
+                        if ticket is not None and not ticket.started:
+                            ticket.start()
                     elif isinstance(ev, Started):
                         answered_by = ev.provider
                         yield router_pb2.GenerateResponse(
@@ -188,6 +237,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                     elif isinstance(ev, Finished):
                         end = _end(ev, tokens, t0, ttft)
                         end.continuations.extend(continuations)
+                        firsts.fill(end, ev.reasoning_tokens)
                         yield router_pb2.GenerateResponse(end=end)
             return
         except RouterError as err:
@@ -208,6 +258,8 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                     failed=failure is not None,
                     ttft_s=ttft,
                     tokens_per_second=end.timings.tokens_per_second if end else 0.0,
+                    finish_length=end is not None
+                    and end.finish_reason == router_pb2.FINISH_REASON_LENGTH,
                 )
         await abort(context, failure, rid)
 
@@ -236,6 +288,8 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                     self._deadline(context),
                     life,
                     route=Route(request.routing_key),  # issue 17: placement in a pool
+                    dimensions=inp.dimensions,
+                    truncate=inp.truncate,
                 ),
                 rid,
                 inp.model,
@@ -302,6 +356,8 @@ def _end(ev: Finished, tokens: int, t0: float, ttft: float | None) -> router_pb2
     gen_time = total - (ttft or total)
     tps = (completion - 1) / gen_time if completion > 1 and gen_time > 0 else 0.0
     return router_pb2.GenerateEnd(
+        raw_finish_reason=ev.raw_finish_reason,
+        stop_sequence=ev.stop_sequence,
         finish_reason=_FINISH[ev.finish_reason],
         usage=router_pb2.Usage(
             prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion

@@ -154,7 +154,7 @@ def report_lines(response: control_pb2.GetShadowReportResponse, window: int) -> 
             if g.semantic_pairs
             else "-",
             f"{g.json_field_agreement_mean:.0%} fields, {g.json_equal_rate:.0%} equal"
-            if g.json_pairs
+            if g.structured_pairs
             else "-",
             judge_text(g),
         ]
@@ -176,6 +176,7 @@ def report_lines(response: control_pb2.GetShadowReportResponse, window: int) -> 
         "JUDGE W/T/L",
     ]
     lines += ["", *format_table(headers, rows)]
+    lines += _kind_lines(response)
     if response.worst_pairs:
         worst = [
             [
@@ -244,3 +245,43 @@ def run_report(args: argparse.Namespace) -> int:
         return 0
 
     return run_control(args, body)
+
+
+def _kind_lines(response: control_pb2.GetShadowReportResponse) -> list[str]:
+    """Parity by output kind: answers compared without reasoning, JSON validity per engine,
+    tool-call agreement, reasoning length, LENGTH finishes."""
+    groups = [
+        g for g in response.groups if g.structured_pairs or g.tool_call_pairs or g.reasoning_pairs
+    ]
+    if not groups:
+        return []
+    rows = [
+        [
+            _task(g.task),
+            g.model or "-",
+            str(g.structured_pairs),
+            f"{_pct(g.primary_json_valid_rate)}/{_pct(g.shadow_json_valid_rate)}"
+            if g.structured_pairs
+            else "-",
+            f"{_pct(g.primary_schema_valid_rate)}/{_pct(g.shadow_schema_valid_rate)}"
+            if g.structured_pairs
+            else "-",
+            str(g.tool_call_pairs),
+            _pct(g.tool_call_agreement_rate) if g.tool_call_pairs else "-",
+            f"{g.reasoning_length_ratio_p50:.2f}" if g.reasoning_pairs else "-",
+            f"{_pct(g.primary_length_finish_rate)}/{_pct(g.shadow_length_finish_rate)}",
+        ]
+        for g in groups
+    ]
+    headers = [
+        "TASK",
+        "MODEL",
+        "JSON PAIRS",
+        "JSON VALID P/S",
+        "SCHEMA VALID P/S",
+        "TOOL PAIRS",
+        "TOOLS AGREE",
+        "REASONING p50",
+        "LENGTH FINISH P/S",
+    ]
+    return ["", "parity by output kind (primary/shadow):", *format_table(headers, rows)]

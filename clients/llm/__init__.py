@@ -9,6 +9,16 @@ async with RouterClient("127.0.0.1:50051") as client:
         print(chunk, end="")
     result = await stream.collect()
     vectors = (await client.embed(["a", "b"])).embeddings
+
+    # Thinking, structured output, tools: events arrive as ReasoningChunk, TextChunk and
+    # ToolCallChunk; the collected result joins them.
+    result = await client.generate(
+        "Classify this note",
+        reasoning=ReasoningLevel.OFF,
+        response_format=ResponseFormat.schema("label", {"type": "object"}),
+        tools=[Tool("search_memory", "Search the memory graph", {"type": "object"})],
+    ).collect()
+    result.reasoning, result.text, result.tool_calls
 ```
 
 Failures raise :class:`RouterError` subclasses decoded from the router's rich error status.
@@ -39,14 +49,17 @@ from clients.llm._enums import (
     FinishReason,
     Provider,
     ProviderLike,
+    ReasoningLevel,
     Role,
     RoleLike,
     Task,
     TaskLike,
+    ToolChoiceMode,
 )
 from clients.llm._errors import (
     ERROR_DOMAIN,
     EmbeddingServiceError,
+    FeatureUnsupportedError,
     InvalidRequestError,
     LLMInvalidResponseError,
     LLMTimeoutError,
@@ -58,6 +71,14 @@ from clients.llm._errors import (
     RouterInternalError,
     map_rpc_error,
 )
+from clients.llm._features import (
+    ForceTool,
+    Image,
+    ResponseFormat,
+    Tool,
+    ToolCall,
+    ToolChoiceLike,
+)
 from clients.llm._options import DEFAULT_TIMEOUT, REQUEST_ID_METADATA_KEY, CallOptions
 from clients.llm._sync_client import SyncRouterClient
 from clients.llm._sync_stream import SyncGenerateStream
@@ -67,10 +88,14 @@ from clients.llm._types import (
     GenerateEvent,
     GenerateResult,
     Message,
+    ReasoningChunk,
     StreamEnd,
     StreamStart,
     TextChunk,
     Timings,
+    TokenLogprob,
+    ToolCallChunk,
+    TopLogprob,
     Usage,
 )
 
@@ -90,11 +115,14 @@ __all__ = [
     "EmbedResult",
     "EmbeddingServiceError",
     "ErrorCode",
+    "FeatureUnsupportedError",
     "FinishReason",
+    "ForceTool",
     "GenerateEvent",
     "GenerateResult",
     "GenerateStream",
     "IllegalTransition",
+    "Image",
     "InvalidArgument",
     "InvalidRequestError",
     "LLMInvalidResponseError",
@@ -108,7 +136,10 @@ __all__ = [
     "PreconditionFailed",
     "Provider",
     "ProviderLike",
+    "ReasoningChunk",
+    "ReasoningLevel",
     "RequestCancelledError",
+    "ResponseFormat",
     "Role",
     "RoleLike",
     "RouterClient",
@@ -122,6 +153,13 @@ __all__ = [
     "TaskLike",
     "TextChunk",
     "Timings",
+    "TokenLogprob",
+    "Tool",
+    "ToolCall",
+    "ToolCallChunk",
+    "ToolChoiceLike",
+    "ToolChoiceMode",
+    "TopLogprob",
     "Usage",
     "VersionConflict",
     "map_control_error",

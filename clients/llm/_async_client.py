@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -18,14 +18,16 @@ from clients.llm._channel import (
     tracing_interceptors,
 )
 from clients.llm._convert import (
+    Features,
     MessageLike,
     build_embed_request,
     build_generate_request,
     embed_result_from_proto,
     new_request_id,
 )
-from clients.llm._enums import ProviderLike, TaskLike
+from clients.llm._enums import ProviderLike, ReasoningLevel, TaskLike
 from clients.llm._errors import map_rpc_error
+from clients.llm._features import ResponseFormat, Tool, ToolChoiceLike
 from clients.llm._options import DEFAULT_TIMEOUT, CallOptions, ClientDefaults
 from clients.llm._types import EmbedResult
 
@@ -123,6 +125,14 @@ class RouterClient:
         request_id: str | None = None,
         routing_key: str | None = None,
         options: CallOptions | None = None,
+        reasoning: ReasoningLevel | str | None = None,
+        reasoning_budget: int | None = None,
+        response_format: ResponseFormat | None = None,
+        tools: Sequence[Tool] = (),
+        tool_choice: ToolChoiceLike | None = None,
+        engine_options: Mapping[str, object] | None = None,
+        logprobs: bool = False,
+        top_logprobs: int = 0,
     ) -> GenerateStream:
         """Starts a streamed completion (``Generate``); read it from the returned stream.
 
@@ -144,6 +154,16 @@ class RouterClient:
             top_p=top_p,
             stop=stop,
             seed=seed,
+            features=Features(
+                reasoning,
+                reasoning_budget,
+                response_format,
+                tools,
+                tool_choice,
+                engine_options,
+                logprobs,
+                top_logprobs,
+            ),
         )
         resolved = self._defaults.resolve(options, request_id)
         with request_id_baggage(self._traced, request_id):
@@ -164,6 +184,8 @@ class RouterClient:
         request_id: str | None = None,
         routing_key: str | None = None,
         options: CallOptions | None = None,
+        dimensions: int | None = None,
+        truncate: bool | None = None,
     ) -> EmbedResult:
         """Embeds ``inputs`` (``Embed``); one vector per input, in order."""
         request_id = request_id or new_request_id()
@@ -173,6 +195,8 @@ class RouterClient:
             model=model,
             provider=provider,
             routing_key=routing_key,
+            dimensions=dimensions,
+            truncate=truncate,
         )
         resolved = self._defaults.resolve(options, request_id)
         try:

@@ -44,6 +44,7 @@ class Role(enum.StrEnum):
     SYSTEM = "system"
     USER = "user"
     ASSISTANT = "assistant"
+    TOOL = "tool"
 
 
 class FinishReason(enum.StrEnum):
@@ -52,6 +53,30 @@ class FinishReason(enum.StrEnum):
     UNSPECIFIED = "unspecified"
     STOP = "stop"
     LENGTH = "length"
+    TOOL_CALLS = "tool_calls"
+    CANCELLED = "cancelled"
+
+
+class ReasoningLevel(enum.StrEnum):
+    """Thinking control; ``UNSPECIFIED`` takes the task's default, else the engine's."""
+
+    UNSPECIFIED = "unspecified"
+    OFF = "off"
+    ON = "on"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    MAX = "max"
+
+
+class ToolChoiceMode(enum.StrEnum):
+    """Whether and which tools the model may call (``UNSPECIFIED`` is auto)."""
+
+    UNSPECIFIED = "unspecified"
+    AUTO = "auto"
+    NONE = "none"
+    REQUIRED = "required"
+    FUNCTION = "function"
 
 
 class ErrorCode(enum.IntEnum):
@@ -59,6 +84,7 @@ class ErrorCode(enum.IntEnum):
 
     INVALID_REQUEST = 4000
     MODEL_NOT_FOUND = 4004
+    FEATURE_UNSUPPORTED = 4012
     OVERLOADED = 4029
     ROUTER_INTERNAL = 5000
     LLM_UNAVAILABLE = 5001
@@ -88,6 +114,14 @@ _PROTO_ENUMS: dict[type[enum.StrEnum], tuple[EnumDescriptor, str]] = {
     Provider: (common_pb2.DESCRIPTOR.enum_types_by_name["Provider"], "PROVIDER_"),
     Role: (router_pb2.DESCRIPTOR.enum_types_by_name["Role"], "ROLE_"),
     FinishReason: (router_pb2.DESCRIPTOR.enum_types_by_name["FinishReason"], "FINISH_REASON_"),
+    ReasoningLevel: (
+        common_pb2.DESCRIPTOR.enum_types_by_name["ReasoningLevel"],
+        "REASONING_LEVEL_",
+    ),
+    ToolChoiceMode: (
+        router_pb2.DESCRIPTOR.enum_types_by_name["ToolChoiceMode"],
+        "TOOL_CHOICE_MODE_",
+    ),
 }
 
 

@@ -93,6 +93,11 @@ class ModelNotFoundError(RouterError):
     """No engine knows the requested model (NOT_FOUND)."""
 
 
+class FeatureUnsupportedError(RouterError):
+    """No engine or model that could serve the request can do what it asks: thinking, tools,
+    images, an engine option (FAILED_PRECONDITION); the message names the field."""
+
+
 class LLMUnavailableError(RouterError):
     """The engine (or the router) cannot be reached or refused (UNAVAILABLE, ERR_5001)."""
 
@@ -124,6 +129,7 @@ class RequestCancelledError(RouterError):
 _BY_CODE: dict[ErrorCode, type[RouterError]] = {
     ErrorCode.INVALID_REQUEST: InvalidRequestError,
     ErrorCode.MODEL_NOT_FOUND: ModelNotFoundError,
+    ErrorCode.FEATURE_UNSUPPORTED: FeatureUnsupportedError,
     ErrorCode.OVERLOADED: OverloadedError,
     ErrorCode.ROUTER_INTERNAL: RouterInternalError,
     ErrorCode.LLM_UNAVAILABLE: LLMUnavailableError,
@@ -135,6 +141,7 @@ _BY_CODE: dict[ErrorCode, type[RouterError]] = {
 _BY_STATUS: dict[grpc.StatusCode, type[RouterError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidRequestError,
     grpc.StatusCode.NOT_FOUND: ModelNotFoundError,
+    grpc.StatusCode.FAILED_PRECONDITION: FeatureUnsupportedError,
     grpc.StatusCode.RESOURCE_EXHAUSTED: OverloadedError,
     grpc.StatusCode.UNAVAILABLE: LLMUnavailableError,
     grpc.StatusCode.DEADLINE_EXCEEDED: LLMTimeoutError,

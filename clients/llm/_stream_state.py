@@ -11,7 +11,17 @@ import grpc
 
 from clients.llm._enums import Provider
 from clients.llm._errors import LLMInvalidResponseError
-from clients.llm._types import GenerateEvent, GenerateResult, StreamEnd, StreamStart, TextChunk
+from clients.llm._features import ToolCall
+from clients.llm._types import (
+    GenerateEvent,
+    GenerateResult,
+    ReasoningChunk,
+    StreamEnd,
+    StreamStart,
+    TextChunk,
+    TokenLogprob,
+    ToolCallChunk,
+)
 
 
 @dataclass(slots=True)
@@ -23,6 +33,9 @@ class StreamState:
     start: StreamStart | None = None
     end: StreamEnd | None = None
     chunks: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    calls: dict[int, list[str]] = field(default_factory=dict)  # index → [id, name, arguments]
+    logprobs: list[TokenLogprob] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -36,6 +49,14 @@ class StreamState:
             self.request_id = event.request_id or self.request_id
         elif isinstance(event, TextChunk):
             self.chunks.append(event.text)
+            self.logprobs.extend(event.logprobs)
+        elif isinstance(event, ReasoningChunk):
+            self.reasoning.append(event.text)
+        elif isinstance(event, ToolCallChunk):
+            call = self.calls.setdefault(event.index, [event.id, event.name, ""])
+            call[0] = call[0] or event.id
+            call[1] = call[1] or event.name
+            call[2] += event.arguments
         else:
             self.end = event
 
@@ -65,4 +86,9 @@ class StreamState:
             usage=self.end.usage,
             timings=self.end.timings,
             continuations=self.end.continuations,
+            reasoning="".join(self.reasoning),
+            tool_calls=[ToolCall(i, n, a) for i, n, a in self.calls.values()],
+            raw_finish_reason=self.end.raw_finish_reason,
+            stop_sequence=self.end.stop_sequence,
+            logprobs=self.logprobs,
         )

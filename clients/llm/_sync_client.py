@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -11,14 +11,16 @@ import grpc
 from clients.gen.llmgateway.v1 import router_pb2, router_pb2_grpc
 from clients.llm._channel import ChannelOption, channel_options
 from clients.llm._convert import (
+    Features,
     MessageLike,
     build_embed_request,
     build_generate_request,
     embed_result_from_proto,
     new_request_id,
 )
-from clients.llm._enums import ProviderLike, TaskLike
+from clients.llm._enums import ProviderLike, ReasoningLevel, TaskLike
 from clients.llm._errors import map_rpc_error
+from clients.llm._features import ResponseFormat, Tool, ToolChoiceLike
 from clients.llm._options import DEFAULT_TIMEOUT, CallOptions, ClientDefaults
 from clients.llm._sync_stream import SyncGenerateStream
 from clients.llm._types import EmbedResult
@@ -106,6 +108,14 @@ class SyncRouterClient:
         request_id: str | None = None,
         routing_key: str | None = None,
         options: CallOptions | None = None,
+        reasoning: ReasoningLevel | str | None = None,
+        reasoning_budget: int | None = None,
+        response_format: ResponseFormat | None = None,
+        tools: Sequence[Tool] = (),
+        tool_choice: ToolChoiceLike | None = None,
+        engine_options: Mapping[str, object] | None = None,
+        logprobs: bool = False,
+        top_logprobs: int = 0,
     ) -> SyncGenerateStream:
         """Starts a streamed completion (``Generate``); see :meth:`RouterClient.generate`."""
         request_id = request_id or new_request_id()
@@ -123,6 +133,16 @@ class SyncRouterClient:
             top_p=top_p,
             stop=stop,
             seed=seed,
+            features=Features(
+                reasoning,
+                reasoning_budget,
+                response_format,
+                tools,
+                tool_choice,
+                engine_options,
+                logprobs,
+                top_logprobs,
+            ),
         )
         resolved = self._defaults.resolve(options, request_id)
         call = self._stub.Generate(
@@ -142,6 +162,8 @@ class SyncRouterClient:
         request_id: str | None = None,
         routing_key: str | None = None,
         options: CallOptions | None = None,
+        dimensions: int | None = None,
+        truncate: bool | None = None,
     ) -> EmbedResult:
         """Embeds ``inputs`` (``Embed``); one vector per input, in order."""
         request_id = request_id or new_request_id()
@@ -151,6 +173,8 @@ class SyncRouterClient:
             model=model,
             provider=provider,
             routing_key=routing_key,
+            dimensions=dimensions,
+            truncate=truncate,
         )
         resolved = self._defaults.resolve(options, request_id)
         try:

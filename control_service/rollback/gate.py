@@ -8,6 +8,10 @@
   mirrored requests.
 * ``vram``: GO when stable over the observation window without OOM, NO-GO on any OOM;
   INCONCLUSIVE without GPU telemetry, observed too briefly, or growing.
+* ``structured_output_validity``: vLLM's JSON-Schema validity rate (mirrored JSON requests
+  where both engines answered) must be at least Ollama's: GO when it is, NO-GO when it is lower;
+  INCONCLUSIVE with fewer than ``min_structured_pairs`` such pairs. GO when no structured
+  request was mirrored at all (a workload without JSON output has nothing to hold on).
 
 Latency is measured like the rollback rule: vLLM's time to first token for the generate tasks
 and the whole call for Embed, from merged histograms of all routers (answered and mirrored
@@ -70,6 +74,17 @@ class GateThresholds:
     # (a share of the GPU's memory).
     vram_window_s: float = 86400.0
     vram_max_growth: float = 0.05
+    min_structured_pairs: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class StructuredValidity:
+    """Schema-valid JSON answers per engine over the same mirrored pairs."""
+
+    vllm_valid: int = 0
+    vllm_total: int = 0
+    ollama_valid: int = 0
+    ollama_total: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +111,7 @@ class GateInputs:
     vllm_shadow: Aggregate | None = None
     golden: GoldenRun | None = None
     vram: VramObservation | None = None
+    structured: StructuredValidity | None = None
     # Criteria computed by their own modules (``criteria_semantic``: meaning), judged like these.
     extra: tuple[Criterion, ...] = ()
 
@@ -257,6 +273,32 @@ def vram(t: GateThresholds, obs: VramObservation | None) -> Criterion:
     return Criterion("vram", Verdict.GO, value, threshold)
 
 
+def structured_output_validity(t: GateThresholds, inp: GateInputs) -> Criterion:
+    s = inp.structured or StructuredValidity()
+    name = "structured_output_validity"
+    threshold = "vLLM's schema-valid rate >= Ollama's"
+    n = min(s.vllm_total, s.ollama_total)
+    if s.vllm_total == 0 and s.ollama_total == 0:
+        return Criterion(name, Verdict.GO, "no JSON pairs", threshold, "no structured requests")
+    vllm = s.vllm_valid / s.vllm_total if s.vllm_total else 0.0
+    ollama = s.ollama_valid / s.ollama_total if s.ollama_total else 0.0
+    value = (
+        f"vLLM {vllm:.1%} ({s.vllm_valid}/{s.vllm_total}), "
+        f"Ollama {ollama:.1%} ({s.ollama_valid}/{s.ollama_total})"
+    )
+    if n < t.min_structured_pairs:
+        return Criterion(
+            name,
+            Verdict.INCONCLUSIVE,
+            value,
+            threshold,
+            f"fewer than {t.min_structured_pairs} mirrored JSON pairs: hold",
+        )
+    if vllm >= ollama:
+        return Criterion(name, Verdict.GO, value, threshold)
+    return Criterion(name, Verdict.NO_GO, value, threshold, "vLLM's JSON is less often valid")
+
+
 def evaluate(t: GateThresholds, inp: GateInputs) -> GateResult:
     criteria = (
         golden_queries(inp.golden, inp.now),
@@ -264,6 +306,7 @@ def evaluate(t: GateThresholds, inp: GateInputs) -> GateResult:
         shadow_error_rate(t, inp),
         vram(t, inp.vram),
         *inp.extra,
+        structured_output_validity(t, inp),
     )
     return GateResult(overall(criteria), criteria)
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Protocol
 
+from clients.gen.llmgateway.v1 import common_pb2
 from control_service import phases
 from control_service.controller import Controller
 from control_service.errors import TransitionError
@@ -46,7 +47,11 @@ class GoNoGo:
         clock: Callable[[], float] = time.time,
         meaning: MeaningSource | None = None,
         meaning_thresholds: MeaningThresholds | None = None,
+        structured: Callable[[float], dict[int, tuple[int, int]]] | None = None,
     ) -> None:
+        """``structured``: per engine, (schema-valid, total) JSON answers of mirrored pairs over
+        a window (``ShadowStore.schema_validity``)."""
+        self._structured = structured
         self._stats = stats
         self.thresholds = thresholds
         self.window_s = window_s
@@ -93,7 +98,16 @@ class GoNoGo:
                 if self._meaning is not None
                 else ()
             ),
+            structured=self._structured_validity(),
         )
+
+    def _structured_validity(self) -> gate.StructuredValidity | None:
+        if self._structured is None:
+            return None
+        counts = self._structured(self.window_s)
+        v = counts.get(common_pb2.PROVIDER_VLLM, (0, 0))
+        o = counts.get(common_pb2.PROVIDER_OLLAMA, (0, 0))
+        return gate.StructuredValidity(v[0], v[1], o[0], o[1])
 
     async def evaluate(self, run_golden: bool = False) -> gate.GateResult:
         golden = await self.run_golden() if run_golden else self.last_golden

@@ -1,6 +1,11 @@
 """A memOS-like load: each query is the seed's call mix (section 1.3) through the router, every
 call of one query sharing its request id and routing key, a bounded number of queries at once.
 
+The calls are memOS's real shapes (docs/agentic.md): classification and retrieval evaluation
+answer a JSON Schema, verification a JSON object, the first analysis call thinks (reasoning low)
+and the second may call the ``search_memory`` tool; so the shadow report has JSON validity,
+tool-call agreement and reasoning-length figures to show.
+
 Each call is recorded under the drill step current when the call *started* (the drill switches
 the step to ``TRANSITION`` while a change propagates, so a step only counts calls the routers
 placed under its config).
@@ -13,8 +18,17 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from clients.llm import CallOptions, RouterClient, RouterError, Task
+from clients.llm import (
+    CallOptions,
+    ReasoningLevel,
+    ResponseFormat,
+    RouterClient,
+    RouterError,
+    Task,
+    Tool,
+)
 from llmcore.stats import percentile
 
 TRANSITION = "transition"
@@ -41,6 +55,51 @@ _PROMPTS: dict[Task, str] = {
     Task.REFLECTION: "Is the answer relevant (ISREL) and supported (ISSUP) for: {q}",
     Task.VERIFICATION: "Verify each claim of the answer to: {q}",
 }
+_CLASSES = ["factual", "analytical", "procedural", "comparative"]
+_CLASSIFY = {
+    "type": "object",
+    "properties": {
+        "category": {"type": "string", "enum": _CLASSES},
+        "needs_retrieval": {"type": "boolean"},
+    },
+    "required": ["category", "needs_retrieval"],
+    "additionalProperties": False,
+}
+_RELEVANCE = {
+    "type": "object",
+    "properties": {
+        "relevant": {"type": "boolean"},
+        "score": {"type": "integer", "minimum": 0, "maximum": 10},
+    },
+    "required": ["relevant", "score"],
+    "additionalProperties": False,
+}
+SEARCH_TOOL = Tool(
+    "search_memory",
+    "Search memOS's memory graph for passages about a query",
+    {
+        "type": "object",
+        "properties": {"query": {"type": "string"}, "limit": {"type": "integer", "maximum": 10}},
+        "required": ["query"],
+    },
+)
+# Extra generate arguments per (task, index of the call among that task's calls), and room for
+# the answer: JSON must not be cut by the token limit, thinking needs its own tokens.
+_FEATURES: dict[tuple[Task, int], dict[str, Any]] = {
+    (Task.CLASSIFICATION, 0): {
+        "reasoning": ReasoningLevel.OFF,
+        "response_format": ResponseFormat.schema("query_class", _CLASSIFY, strict=True),
+        "max_tokens": 64,
+    },
+    (Task.ANALYSIS, 0): {"reasoning": ReasoningLevel.LOW, "max_tokens": 48},
+    (Task.ANALYSIS, 1): {"tools": [SEARCH_TOOL], "reasoning": ReasoningLevel.OFF},
+    (Task.RETRIEVAL_EVALUATION, 0): {
+        "response_format": ResponseFormat.schema("relevance", _RELEVANCE, strict=True),
+        "max_tokens": 64,
+    },
+    (Task.VERIFICATION, 0): {"response_format": ResponseFormat.json_object(), "max_tokens": 64},
+}
+_TOOL_PROMPT = "Use search_memory to find what memOS already knows, then plan: {q}"
 _QUESTIONS = (
     "how does PagedAttention reduce KV cache fragmentation",
     "compare continuous batching with static batching",
@@ -117,11 +176,17 @@ class Load:
         options = CallOptions(timeout=self.timeout_s, metadata=meta)
         for task, n in CALL_MIX:
             await asyncio.gather(
-                *(self._call(client, query, task, question, options) for _ in range(n))
+                *(self._call(client, query, task, question, options, i) for i in range(n))
             )
 
     async def _call(
-        self, client: RouterClient, query: int, task: Task, question: str, options: CallOptions
+        self,
+        client: RouterClient,
+        query: int,
+        task: Task,
+        question: str,
+        options: CallOptions,
+        index: int = 0,
     ) -> None:
         step, started = self.step, time.monotonic()
         rid, key = self.request_id(query), self.routing_key(query)
@@ -130,13 +195,15 @@ class Load:
                 e = await client.embed(question, request_id=rid, routing_key=key, options=options)
                 call = Call(step, query, task, started, e.provider.value, e.fallback, e.total_ms)
             else:
+                features = {"max_tokens": self.max_tokens, **_FEATURES.get((task, index), {})}
+                prompt = _TOOL_PROMPT if "tools" in features else _PROMPTS[task]
                 r = await client.generate(
-                    _PROMPTS[task].format(q=question),
+                    prompt.format(q=question),
                     task=task,
-                    max_tokens=self.max_tokens,
                     request_id=rid,
                     routing_key=key,
                     options=options,
+                    **features,
                 ).collect()
                 ttft = r.timings.time_to_first_token_ms
                 call = Call(step, query, task, started, r.provider.value, r.fallback, ttft)

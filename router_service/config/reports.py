@@ -64,6 +64,18 @@ def _comparison(r: ShadowRecord) -> control_pb2.ShadowComparison:
     msg.shadow_tokens_per_second = r.shadow_tokens_per_second
     msg.length_ratio = r.length_ratio
     msg.text_similarity = r.text_similarity
+    k = r.kinds
+    msg.output_kind = k.output_kind
+    msg.primary_json_valid = k.primary_json_valid
+    msg.shadow_json_valid = k.shadow_json_valid
+    msg.primary_schema_valid = k.primary_schema_valid
+    msg.shadow_schema_valid = k.shadow_schema_valid
+    if k.tool_calls_agree is not None:
+        msg.tool_calls_agree = k.tool_calls_agree
+    if k.reasoning_length_ratio is not None:
+        msg.reasoning_length_ratio = k.reasoning_length_ratio
+    msg.primary_finish_length = k.primary_finish_length
+    msg.shadow_finish_length = k.shadow_finish_length
     if r.embedding_cosine is not None:
         msg.embedding_cosine = r.embedding_cosine
     msg.semantic_dropped = r.semantic_dropped

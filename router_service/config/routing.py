@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from clients.gen.llmgateway.v1 import common_pb2, control_pb2
+from llmcore.catalog import CAPABILITIES
+from llmcore.features import TaskDefaults, parse_task_defaults
 from llmcore.shadowing import mirroring
 from llmcore.vocabulary import ProviderName, TaskName
 from router_service.catalog import Catalog
@@ -74,6 +76,9 @@ class RoutingConfig:
     semantic: SemanticOptions = field(default_factory=SemanticOptions)
     # The optional LLM judge of shadow pairs (flags.shadow_judge, defaults resolved).
     judge: JudgeOptions = field(default_factory=JudgeOptions)
+    # Per-task request defaults (reasoning, response format, engine options); a request's own
+    # values win.
+    task_defaults: Mapping[TaskName, TaskDefaults] = field(default_factory=dict)
     raw: bytes = field(default=b"", repr=False, compare=False)
 
     @property
@@ -158,6 +163,7 @@ def from_snapshot(snap: control_pb2.ConfigSnapshot) -> RoutingConfig:
         if pol.system_prefix:
             prefixes[pol.model] = pol.system_prefix
     timeouts = _stream_timeouts(flags)
+    task_defaults = _task_defaults(flags)
     phase = control_pb2.Phase.Name(snap.migration.phase).removeprefix("PHASE_")
     sem = flags.shadow_semantic
     if not 0.0 <= sem.sample_rate <= 1.0:
@@ -194,6 +200,7 @@ def from_snapshot(snap: control_pb2.ConfigSnapshot) -> RoutingConfig:
         continuation_disabled=flags.continuation_disabled,
         semantic=semantic,
         judge=judge,
+        task_defaults=task_defaults,
         raw=snap.SerializeToString(deterministic=True),
     )
 
@@ -241,11 +248,28 @@ def _judge(j: control_pb2.ShadowJudge, catalog: Catalog) -> JudgeOptions:
     )
 
 
+def _task_defaults(flags: control_pb2.Flags) -> dict[TaskName, TaskDefaults]:
+    out: dict[TaskName, TaskDefaults] = {}
+    for i, td in enumerate(flags.task_defaults):
+        path = f"flags.task_defaults[{i}]"
+        task = TASK_NAMES.get(td.task)
+        if task is None or task == "embedding":
+            raise ConfigError(f"{path}.task: not a generate task ({td.task})")
+        if task in out:
+            raise ConfigError(f"{path}.task: {task} has defaults already")
+        problems: list[tuple[str, str]] = []
+        out[task] = parse_task_defaults(td, path, problems)
+        if problems:
+            raise ConfigError("; ".join(f"{f}: {d}" for f, d in problems))
+    return out
+
+
 def _catalog(cat: control_pb2.Catalog) -> Catalog:
     if not cat.models:
         raise ConfigError("catalog.models: empty")
     names: dict[str, dict[ProviderName, str]] = {}
     fallbacks: dict[str, list[str]] = {}
+    caps: dict[str, frozenset[str]] = {}
     for i, m in enumerate(cat.models):
         if not m.name:
             raise ConfigError(f"catalog.models[{i}].name: empty")
@@ -259,6 +283,11 @@ def _catalog(cat: control_pb2.Catalog) -> Catalog:
         if not engines:
             raise ConfigError(f"catalog.models[{i}]: {m.name!r} has no engine name")
         names[m.name] = engines
+        for c in m.capabilities:
+            if c not in CAPABILITIES:
+                raise ConfigError(f"catalog.models[{i}].capabilities: unknown {c!r}")
+        if m.capabilities:
+            caps[m.name] = frozenset(m.capabilities)
         if m.fallbacks:
             fallbacks[m.name] = list(m.fallbacks)
     for model, chain in fallbacks.items():
@@ -276,4 +305,6 @@ def _catalog(cat: control_pb2.Catalog) -> Catalog:
     missing = sorted(set(TASK_NAMES.values()) - set(task_models))
     if missing:
         raise ConfigError(f"catalog.task_models: no model for {', '.join(missing)}")
-    return Catalog(engine_names=names, task_models=task_models, fallbacks=fallbacks)
+    return Catalog(
+        engine_names=names, task_models=task_models, fallbacks=fallbacks, capabilities=caps
+    )

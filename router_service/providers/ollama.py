@@ -20,9 +20,46 @@ from router_service.providers._http import (
     transport_error,
     truncated,
 )
+from router_service.providers._logprobs import parse_logprobs
+from router_service.providers._ollama_body import ollama_chat_body
+from router_service.providers._toolcalls import ToolCallNormaliser
 from router_service.values import ChatCall, ChatChunk, EmbedCall, EmbedOutput, FinishReason
 
-_FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
+_FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length", "unload": "cancelled"}
+
+
+def _extras(
+    msg: dict[str, Any],
+    obj: dict[str, Any],
+    chunk: ChatChunk,
+    thinking: list[str],
+    calls: ToolCallNormaliser,
+    model: str,
+) -> None:
+    """The rarer parts of a line: thinking, whole tool calls, logprobs."""
+    think = msg.get("thinking")
+    if think:
+        thinking.append(str(think))
+    tool_calls = msg.get("tool_calls")
+    if isinstance(tool_calls, list):
+        for tc in tool_calls:
+            fn = tc.get("function") if isinstance(tc, dict) else None
+            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                raise malformed("ollama", model, b"tool_calls")
+            args = fn.get("arguments")
+            text = args if isinstance(args, str) else orjson.dumps(args or {}).decode()
+            index = fn.get("index")
+            chunk.tool_calls.append(
+                calls.whole(
+                    index if isinstance(index, int) else None,
+                    tc.get("id") if isinstance(tc.get("id"), str) else None,
+                    fn["name"],
+                    text,
+                )
+            )
+    lps = obj.get("logprobs")
+    if isinstance(lps, list):
+        chunk.logprobs.extend(parse_logprobs(lps))
 
 
 class OllamaProvider:
@@ -40,27 +77,7 @@ class OllamaProvider:
         return "ollama"
 
     def _chat_body(self, call: ChatCall) -> bytes:
-        opts: dict[str, Any] = {}
-        o = call.options
-        if o.max_tokens is not None:
-            opts["num_predict"] = o.max_tokens
-        if o.temperature is not None:
-            opts["temperature"] = o.temperature
-        if o.top_p is not None:
-            opts["top_p"] = o.top_p
-        if o.stop:
-            opts["stop"] = list(o.stop)
-        if o.seed is not None:
-            opts["seed"] = o.seed
-        body: dict[str, Any] = {
-            "model": call.model,
-            "messages": [{"role": m.role, "content": m.content} for m in call.messages],
-            "stream": True,
-            "keep_alive": self._keep_alive,
-        }
-        if opts:
-            body["options"] = opts
-        return orjson.dumps(body)
+        return orjson.dumps(ollama_chat_body(call, self._keep_alive))
 
     async def stream_chat(self, call: ChatCall) -> AsyncGenerator[ChatChunk, None]:
         headers = {"content-type": "application/json", "x-request-id": call.request_id}
@@ -78,9 +95,11 @@ class OllamaProvider:
                     resp.status_code, body, "ollama", call.model, resp.headers.get("retry-after")
                 )
             batches = iter_line_batches(resp.aiter_raw(), "ollama", call.model)
+            calls = ToolCallNormaliser(call.request_id)
             async for lines in batches:
                 chunk = ChatChunk()
                 parts: list[str] = []
+                thinking: list[str] = []
                 for line in lines:
                     try:
                         obj = orjson.loads(line)
@@ -93,21 +112,34 @@ class OllamaProvider:
                     if err is not None:
                         raise engine_stream_error("ollama", call.model, str(err))
                     msg = obj.get("message")
-                    text = msg.get("content") if isinstance(msg, dict) else None
+                    text = None
+                    if isinstance(msg, dict):
+                        text = msg.get("content")
+                        # More than role and content (thinking, tool calls), or logprobs.
+                        if len(msg) > 2 or "logprobs" in obj:
+                            _extras(msg, obj, chunk, thinking, calls, call.model)
                     if text:
                         parts.append(text)
                         chunk.tokens += 1
                     if obj.get("done"):
                         chunk.done = True
-                        chunk.finish_reason = _FINISH.get(obj.get("done_reason") or "", "stop")
+                        raw = str(obj.get("done_reason") or "")
+                        chunk.raw_finish_reason = raw
+                        chunk.finish_reason = _FINISH.get(raw, "stop")
+                        # Ollama says "stop" after tool calls; the API says TOOL_CALLS.
+                        if calls.count and chunk.finish_reason == "stop":
+                            chunk.finish_reason = "tool_calls"
                         # Counts are omitempty: absent means zero or unknown.
                         chunk.prompt_tokens = obj.get("prompt_eval_count")
                         chunk.completion_tokens = obj.get("eval_count")
                         break
                 chunk.text = "".join(parts)
+                if thinking:
+                    chunk.reasoning = "".join(thinking)
+                    chunk.reasoning_tokens = len(thinking)
                 if chunk.done:
                     await finish_body(batches)
-                if chunk.text or chunk.done:
+                if chunk.text or chunk.done or chunk.reasoning or chunk.tool_calls:
                     yield chunk
                 if chunk.done:
                     return
@@ -118,12 +150,14 @@ class OllamaProvider:
             await resp.aclose()
 
     async def embed(self, call: EmbedCall) -> EmbedOutput:
-        body = {
+        body: dict[str, Any] = {
             "model": call.model,
             "input": list(call.inputs),
             "keep_alive": self._keep_alive,
-            "truncate": True,
+            "truncate": call.truncate,
         }
+        if call.dimensions is not None:
+            body["dimensions"] = call.dimensions
         try:
             resp = await self._client.post(
                 "/api/embed",

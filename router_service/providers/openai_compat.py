@@ -24,10 +24,69 @@ from router_service.providers._http import (
     transport_error,
     truncated,
 )
+from router_service.providers._logprobs import parse_logprobs
+from router_service.providers._openai_body import openai_chat_body
+from router_service.providers._toolcalls import ToolCallNormaliser
 from router_service.values import ChatCall, ChatChunk, EmbedCall, EmbedOutput, FinishReason
 
-_FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length"}
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "abort": "cancelled",
+}
 _DONE = b"[DONE]"
+
+
+def _delta_extras(
+    delta: dict[str, Any],
+    out: ChatChunk,
+    calls: ToolCallNormaliser,
+    name: ProviderName,
+    model: str,
+) -> None:
+    # vLLM's reasoning parser writes `reasoning`; older versions and llama.cpp
+    # `reasoning_content` (some send both with the same text: take one).
+    think = delta.get("reasoning") or delta.get("reasoning_content")
+    if think:
+        out.reasoning += str(think)
+        out.reasoning_tokens += 1
+    tool_calls = delta.get("tool_calls")
+    if tool_calls:
+        if not isinstance(tool_calls, list):
+            raise malformed(name, model, b"tool_calls")
+        for tc in tool_calls:
+            if not isinstance(tc, dict):
+                raise malformed(name, model, b"tool_calls")
+            fn = tc.get("function") or {}
+            index = tc.get("index")
+            args = fn.get("arguments")
+            out.tool_calls.append(
+                calls.fragment(
+                    index if isinstance(index, int) else None,
+                    tc.get("id") if isinstance(tc.get("id"), str) else None,
+                    fn.get("name") if isinstance(fn.get("name"), str) else None,
+                    args if isinstance(args, str) else ("" if args is None else str(args)),
+                )
+            )
+
+
+def _finish(end: ChatChunk, reason: str, stop_reason: Any) -> None:
+    end.raw_finish_reason = reason
+    end.finish_reason = _FINISH.get(reason, "stop")
+    # vLLM: the matched stop string, or a stop token id (an int: not a string we report).
+    if isinstance(stop_reason, str):
+        end.stop_sequence = stop_reason
+
+
+def _copy_end(end: ChatChunk, chunk: ChatChunk) -> None:
+    chunk.done = True
+    chunk.finish_reason = end.finish_reason or "stop"
+    chunk.raw_finish_reason = end.raw_finish_reason
+    chunk.stop_sequence = end.stop_sequence
+    chunk.prompt_tokens = end.prompt_tokens
+    chunk.completion_tokens = end.completion_tokens
+    chunk.usage_reasoning_tokens = end.usage_reasoning_tokens
 
 
 class OpenAICompatProvider:
@@ -46,29 +105,7 @@ class OpenAICompatProvider:
 
     @staticmethod
     def _chat_body(call: ChatCall) -> bytes:
-        o = call.options
-        body: dict[str, Any] = {
-            "model": call.model,
-            "messages": [{"role": m.role, "content": m.content} for m in call.messages],
-            "stream": True,
-            # Without this vLLM sends no token counts on a stream.
-            "stream_options": {"include_usage": True},
-        }
-        if o.max_tokens is not None:
-            body["max_tokens"] = o.max_tokens
-        if o.temperature is not None:
-            body["temperature"] = o.temperature
-        if o.top_p is not None:
-            body["top_p"] = o.top_p
-        if o.stop:
-            body["stop"] = list(o.stop)
-        if o.seed is not None:
-            body["seed"] = o.seed
-        if call.continue_final:
-            # vLLM continues the final assistant message instead of starting a new turn.
-            body["continue_final_message"] = True
-            body["add_generation_prompt"] = False
-        return orjson.dumps(body)
+        return orjson.dumps(openai_chat_body(call))
 
     async def stream_chat(self, call: ChatCall) -> AsyncGenerator[ChatChunk, None]:
         name = self._name
@@ -80,9 +117,8 @@ class OpenAICompatProvider:
             resp = await self._client.send(req, stream=True)
         except httpx.HTTPError as exc:
             raise transport_error(exc, name, call.model) from exc
-        finish: FinishReason = ""
-        prompt_tokens: int | None = None
-        completion_tokens: int | None = None
+        end = ChatChunk(done=True)  # the finish details and usage, filled as they arrive
+        calls = ToolCallNormaliser(call.request_id)
         try:
             if resp.status_code != 200:
                 body = await resp.aread()
@@ -95,6 +131,7 @@ class OpenAICompatProvider:
                 # events and they leave as one message. The loop is the relay's per-token cost
                 # when engines burst (bench/router_overhead.py --py-spy): keep it lean.
                 parts: list[str] = []
+                extra: ChatChunk | None = None  # reasoning, tool calls, logprobs of this read
                 done = False
                 for line in lines:
                     # Comments (":...") and fields other than data (event:, id:) carry nothing
@@ -123,26 +160,37 @@ class OpenAICompatProvider:
                                 text = delta.get("content")
                                 if text:
                                     parts.append(text)
+                                # Anything beyond content (and role): reasoning, tool calls.
+                                n = len(delta)
+                                if n > 2 or text is None or (n == 2 and "role" not in delta):
+                                    extra = extra or ChatChunk()
+                                    _delta_extras(delta, extra, calls, name, call.model)
+                            if choice.get("logprobs"):
+                                extra = extra or ChatChunk()
+                                content = choice["logprobs"].get("content")
+                                if isinstance(content, list):
+                                    extra.logprobs.extend(parse_logprobs(content))
                             reason = choice.get("finish_reason")
                             if reason:
-                                finish = _FINISH.get(reason, "stop")
+                                _finish(end, str(reason), choice.get("stop_reason"))
                     usage = obj.get("usage")
                     if usage and type(usage) is dict:
-                        prompt_tokens = usage.get("prompt_tokens")
-                        completion_tokens = usage.get("completion_tokens")
+                        end.prompt_tokens = usage.get("prompt_tokens")
+                        end.completion_tokens = usage.get("completion_tokens")
+                        details = usage.get("completion_tokens_details")
+                        if type(details) is dict and details.get("reasoning_tokens") is not None:
+                            end.usage_reasoning_tokens = int(details["reasoning_tokens"])
+                chunk = extra or ChatChunk()
+                if parts:
+                    chunk.text = "".join(parts)
+                    chunk.tokens = len(parts)
                 if done:
                     await finish_body(batches)
-                    yield ChatChunk(
-                        text="".join(parts),
-                        tokens=len(parts),
-                        done=True,
-                        finish_reason=finish or "stop",
-                        prompt_tokens=prompt_tokens,
-                        completion_tokens=completion_tokens,
-                    )
+                    _copy_end(end, chunk)
+                    yield chunk
                     return
-                if parts:
-                    yield ChatChunk(text="".join(parts), tokens=len(parts))
+                if parts or extra is not None:
+                    yield chunk
             raise truncated(name, call.model)
         except httpx.HTTPError as exc:
             raise transport_error(exc, name, call.model) from exc
@@ -153,7 +201,17 @@ class OpenAICompatProvider:
         # base64 (float32, little-endian, as OpenAI and vLLM encode it): a fifth of the bytes of
         # JSON floats and no float parsing; decoding a 32 x 1024 batch cost the router 1.9 ms of
         # CPU as JSON, 1.1 ms this way. float32 is all the proto's `float` carries anyway.
-        body = {"model": call.model, "input": list(call.inputs), "encoding_format": "base64"}
+        body: dict[str, Any] = {
+            "model": call.model,
+            "input": list(call.inputs),
+            "encoding_format": "base64",
+        }
+        if call.dimensions is not None:
+            body["dimensions"] = call.dimensions
+        if call.truncate:
+            # vLLM refuses a too-long input unless asked to truncate (-1: to the model's
+            # maximum); the API's default is Ollama's: truncate.
+            body["truncate_prompt_tokens"] = -1
         try:
             resp = await self._client.post(
                 "/v1/embeddings",

@@ -48,22 +48,25 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
 
 from llmcore.vocabulary import ProviderName, TaskName
+from router_service.capabilities import unsupported
 from router_service.config.routing import RoutingConfig
-from router_service.dispatch import ChatIntent, Dispatcher, Finished, Text
+from router_service.dispatch import ChatIntent, Dispatcher, Finished, Text, Thinking, ToolCalls
 from router_service.errors import ErrorKind, RouterError
 from router_service.placement import Candidate
 from router_service.request_stats import RequestStatsRecorder, ShadowRecord
 from router_service.requests import GenerateInput
 from router_service.shadow._compare import decode_rate
 from router_service.shadow._evaluate import Pair, PairEvaluator, Scored
+from router_service.shadow._kinds import SideOutput, compare_kinds
 from router_service.shadow._sample import sampled
+from router_service.values import ToolCallFragment
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +105,9 @@ class _Side:
     tokens_per_second: float
     error: ErrorKind | None = None
     text: str = ""
+    reasoning: str = ""
+    calls: tuple[ToolCallFragment, ...] = ()
+    finish_length: bool = False
 
 
 @dataclass(slots=True, eq=False)
@@ -118,6 +124,8 @@ class _Job:
     prompt: str = ""
     question: str = ""  # the last user message, kept (in memory) only for the judge
     parts: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    tool_calls: list[ToolCallFragment] = field(default_factory=list)
     primary: _Side | None = None
     abandoned: bool = False
     shadow: _Side | None = None
@@ -127,13 +135,16 @@ class _Job:
 class ShadowTicket:
     """What the primary handler holds for a mirrored request."""
 
-    __slots__ = ("_job", "_mirror", "parts", "started")
+    __slots__ = ("_job", "_mirror", "parts", "reasoning", "started", "tool_calls")
 
     def __init__(self, mirror: ShadowMirror, job: _Job) -> None:
         self._mirror = mirror
         self._job = job
         # The handler appends each text delta of the primary here.
         self.parts = job.parts
+        # ... and its reasoning deltas and tool-call fragments (compared, never executed).
+        self.reasoning = job.reasoning
+        self.tool_calls = job.tool_calls
         self.started = False
 
     def start(self) -> None:
@@ -150,6 +161,7 @@ class ShadowTicket:
         failed: bool,
         ttft_s: float | None,
         tokens_per_second: float,
+        finish_length: bool = False,
     ) -> None:
         """The primary's outcome. Neither ``ok`` nor ``failed``: the caller went away (the pair
         is not compared, and a shadow not yet started never starts). A primary that ended
@@ -159,7 +171,12 @@ class ShadowTicket:
         if answered_by is not None:
             job.primary_provider = answered_by
         job.abandoned = not ok and not failed
-        job.primary = _Side(ok, 0.0 if ttft_s is None else ttft_s * 1000, tokens_per_second)
+        job.primary = _Side(
+            ok,
+            0.0 if ttft_s is None else ttft_s * 1000,
+            tokens_per_second,
+            finish_length=finish_length,
+        )
         if not self.started:
             self.started = True
             self._mirror._start(job)  # at once: there is no first token left to protect
@@ -239,6 +256,10 @@ class ShadowMirror:
         if engine_model is None:
             self._skip("model_not_served")
             return None
+        caps = cfg.catalog.capabilities_of(model)
+        if unsupported(inp.intent.features, inp.intent.messages, shadow, model, caps):
+            self._skip("feature_unsupported")  # e.g. a forced tool call, which Ollama lacks
+            return None
         if self._pending + len(self._shadows) >= self._opt.max_concurrency + self._opt.queue_size:
             self.counters.dropped += 1
             self._recorder.record_shadow(
@@ -253,7 +274,9 @@ class ShadowMirror:
             engine_model=engine_model,
             primary_provider=primary,
             shadow_provider=shadow,
-            intent=ChatIntent(rid + SHADOW_ID_SUFFIX, inp.intent.messages, inp.intent.options),
+            # The same features (format, tools): a mirrored tool call is only compared, the
+            # router never executes a tool.
+            intent=replace(inp.intent, request_id=rid + SHADOW_ID_SUFFIX),
             cfg=cfg,
         )
         if cfg.shadow_capture_content:
@@ -327,11 +350,20 @@ class ShadowMirror:
         deadline = asyncio.get_running_loop().time() + self._opt.timeout_s
         cand = Candidate(job.shadow_provider, job.model, job.engine_model, fallback=False)
         parts: list[str] = []
+        thought: list[str] = []
+        calls: list[ToolCallFragment] = []
+        length = False
         tokens = prompt_tokens = 0
         completion: int | None = None
         ttft: float | None = None
         error: ErrorKind | None = None
-        events = self._dispatcher.generate(job.intent, [cand], deadline, job.cfg.prompt_prefixes)
+        events = self._dispatcher.generate(
+            job.intent,
+            [cand],
+            deadline,
+            job.cfg.prompt_prefixes,
+            capabilities=job.cfg.catalog.capabilities_of,
+        )
         try:
             async with contextlib.aclosing(events):
                 async for ev in events:
@@ -340,7 +372,17 @@ class ShadowMirror:
                             ttft = self._clock() - t0
                         tokens += ev.tokens
                         parts.append(ev.text)
+                    elif isinstance(ev, Thinking):
+                        if ttft is None:
+                            ttft = self._clock() - t0
+                        tokens += ev.tokens
+                        thought.append(ev.text)
+                    elif isinstance(ev, ToolCalls):  # compared, never executed
+                        if ttft is None:
+                            ttft = self._clock() - t0
+                        calls.extend(ev.fragments)
                     elif isinstance(ev, Finished):
+                        length = ev.finish_reason == "length"
                         completion = ev.completion_tokens
                         if completion is None:
                             completion = tokens
@@ -367,6 +409,9 @@ class ShadowMirror:
             (total if ttft is None else ttft) * 1000,
             decode_rate(completion or 0, ttft, total),
             text="".join(parts),
+            reasoning="".join(thought),
+            calls=tuple(calls),
+            finish_length=length,
         )
 
     def _complete_if_ready(self, job: _Job) -> None:
@@ -430,6 +475,17 @@ class ShadowMirror:
                 json_equal=pair.json.equal if pair.json else None,
                 judge_verdict=pair.judge,
                 judge_swap_agreed=pair.judge_swap_agreed,
+                kinds=compare_kinds(
+                    job.intent.features,
+                    SideOutput(
+                        primary_text,
+                        "".join(job.reasoning),
+                        tuple(job.tool_calls),
+                        primary.finish_length,
+                    ),
+                    SideOutput(shadow.text, shadow.reasoning, shadow.calls, shadow.finish_length),
+                    primary.ok and shadow.ok,
+                ),
                 prompt=job.prompt,
                 primary_text=self._cut(primary_text) if job.cfg.shadow_capture_content else "",
                 shadow_text=self._cut(shadow.text) if job.cfg.shadow_capture_content else "",

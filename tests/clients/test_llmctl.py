@@ -84,12 +84,23 @@ async def test_generate_json(
         "engine_model": "Qwen/Qwen3-8B",
         "fallback": True,
         "text": "ab",
+        "reasoning": "",
+        "tool_calls": [],
         "finish_reason": "stop",
-        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+        "raw_finish_reason": "",
+        "stop_sequence": "",
+        "usage": {
+            "prompt_tokens": 3,
+            "completion_tokens": 2,
+            "total_tokens": 5,
+            "reasoning_tokens": 0,
+        },
         "timings": {
             "time_to_first_token_ms": 12.5,
             "total_ms": 80.0,
             "tokens_per_second": 40.0,
+            "time_to_first_reasoning_ms": 0.0,
+            "time_to_first_answer_ms": 0.0,
         },
     }
 

@@ -143,6 +143,7 @@ async def test_inconclusive_without_data_exits_4(
         ("semantic_similarity", "inconclusive"),
         ("judge_loss_rate", "go"),  # optional, off
         ("embedding_parity", "go"),  # Embed stays on Ollama
+        ("structured_output_validity", "go"),  # no JSON pairs: nothing to hold on
     ]
     assert doc["criteria"][0]["detail"] == (
         "the golden queries have not run yet (llmctl gonogo --run-golden)"
@@ -170,6 +171,7 @@ async def test_go_exits_0_with_a_table_of_criteria(
         "semantic_similarity",
         "judge_loss_rate",
         "embedding_parity",
+        "structured_output_validity",
     }
     assert rows["semantic_similarity"].split()[1:4] == ["GO", "p10", "0.90"]
     assert rows["golden_queries"].split()[1:5] == ["GO", "1/1", "passed", "(0s"]

@@ -21,8 +21,10 @@ from control_service.rollback.gate import (
     Criterion,
     GateInputs,
     GateThresholds,
+    StructuredValidity,
     Verdict,
     VramObservation,
+    structured_output_validity,
 )
 from control_service.rollback.golden import GoldenFileError, GoldenRun, QueryResult
 from control_service.rollback.golden_runner import GoldenRunner
@@ -84,7 +86,7 @@ def test_go_when_every_criterion_is_go() -> None:
     result = gate.evaluate(T, inputs())
     assert result.verdict is Verdict.GO
     c = by_name(result)
-    assert [x.verdict for x in result.criteria] == [Verdict.GO] * 4
+    assert [x.verdict for x in result.criteria] == [Verdict.GO] * 5
     assert c["golden_queries"].value == "2/2 passed (30s ago)"
     assert c["latency_p95"].value.startswith("generate TTFT p95 ")
     assert c["latency_p95"].threshold == "GO < 5000 ms, NO-GO > 10000 ms"
@@ -428,6 +430,7 @@ async def test_gate_over_grpc_guards_promotion_to_primary(tmp_path: Path, stack:
             "semantic_similarity",
             "judge_loss_rate",
             "embedding_parity",
+            "structured_output_validity",
         ]
         assert r.criteria[3].detail == "no GPU telemetry"
         assert r.criteria[4].verdict == control_pb2.VERDICT_INCONCLUSIVE  # no scored pairs
@@ -459,7 +462,7 @@ async def test_gate_over_grpc_guards_promotion_to_primary(tmp_path: Path, stack:
         await wait_until(control, lambda: control.app.stats.reports_received == 2)
         vram.observation = STABLE
         r = await stub.EvaluateGoNoGo(control_pb2.EvaluateGoNoGoRequest(run_golden=True))
-        assert [c.verdict for c in r.criteria] == [control_pb2.VERDICT_GO] * 7, r
+        assert [c.verdict for c in r.criteria] == [control_pb2.VERDICT_GO] * 8, r
         assert r.verdict == control_pb2.VERDICT_GO
         snap = (await stub.Promote(control_pb2.PromoteRequest(meta=meta(), full=True))).snapshot
         assert snap.migration.phase == control_pb2.PHASE_PRIMARY
@@ -498,3 +501,23 @@ async def test_gate_over_grpc_guards_promotion_to_primary(tmp_path: Path, stack:
         router.close()
     finally:
         await control.close()
+
+
+@pytest.mark.parametrize(
+    ("counts", "verdict"),
+    [
+        (StructuredValidity(), Verdict.GO),  # no structured requests mirrored
+        (StructuredValidity(5, 5, 5, 5), Verdict.INCONCLUSIVE),  # too few pairs
+        (StructuredValidity(40, 40, 38, 40), Verdict.GO),  # vLLM better
+        (StructuredValidity(38, 40, 38, 40), Verdict.GO),  # equal
+        (StructuredValidity(36, 40, 39, 40), Verdict.NO_GO),  # vLLM worse
+    ],
+)
+def test_structured_output_validity_on_vllm_must_be_at_least_ollamas(
+    counts: StructuredValidity, verdict: Verdict
+) -> None:
+    c = structured_output_validity(GateThresholds(), GateInputs(60.0, 0.0, structured=counts))
+    assert c.verdict is verdict
+    assert c.name == "structured_output_validity"
+    if counts.vllm_total:
+        assert f"({counts.vllm_valid}/{counts.vllm_total})" in c.value

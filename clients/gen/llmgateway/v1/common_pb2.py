@@ -24,17 +24,25 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1allmgateway/v1/common.proto\x12\rllmgateway.v1*L\n\x08Provider\x12\x18\n\x14PROVIDER_UNSPECIFIED\x10\x00\x12\x13\n\x0fPROVIDER_OLLAMA\x10\x01\x12\x11\n\rPROVIDER_VLLM\x10\x02*\xbb\x01\n\x04Task\x12\x14\n\x10TASK_UNSPECIFIED\x10\x00\x12\x17\n\x13TASK_CLASSIFICATION\x10\x01\x12\x11\n\rTASK_ANALYSIS\x10\x02\x12\x12\n\x0eTASK_SYNTHESIS\x10\x03\x12\x13\n\x0fTASK_REFLECTION\x10\x04\x12\x1d\n\x19TASK_RETRIEVAL_EVALUATION\x10\x05\x12\x15\n\x11TASK_VERIFICATION\x10\x06\x12\x12\n\x0eTASK_EMBEDDING\x10\x07*\xda\x02\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\x1f\n\x1a\x45RROR_CODE_INVALID_REQUEST\x10\xa0\x1f\x12\x1f\n\x1a\x45RROR_CODE_MODEL_NOT_FOUND\x10\xa4\x1f\x12\x1a\n\x15\x45RROR_CODE_OVERLOADED\x10\xbd\x1f\x12\x1f\n\x1a\x45RROR_CODE_ROUTER_INTERNAL\x10\x88\'\x12\x1f\n\x1a\x45RROR_CODE_LLM_UNAVAILABLE\x10\x89\'\x12\x1b\n\x16\x45RROR_CODE_LLM_TIMEOUT\x10\x8a\'\x12$\n\x1f\x45RROR_CODE_LLM_INVALID_RESPONSE\x10\x8b\'\x12\'\n\"ERROR_CODE_EMBEDDING_SERVICE_ERROR\x10\x8c\'\x12%\n ERROR_CODE_SEARCH_PROVIDER_ERROR\x10\x8d\'b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1allmgateway/v1/common.proto\x12\rllmgateway.v1\"n\n\x10ReasoningOptions\x12,\n\x05level\x18\x01 \x01(\x0e\x32\x1d.llmgateway.v1.ReasoningLevel\x12\x1a\n\rbudget_tokens\x18\x02 \x01(\x05H\x00\x88\x01\x01\x42\x10\n\x0e_budget_tokens\"t\n\x0eResponseFormat\x12/\n\x04type\x18\x01 \x01(\x0e\x32!.llmgateway.v1.ResponseFormatType\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0bjson_schema\x18\x03 \x01(\t\x12\x0e\n\x06strict\x18\x04 \x01(\x08*L\n\x08Provider\x12\x18\n\x14PROVIDER_UNSPECIFIED\x10\x00\x12\x13\n\x0fPROVIDER_OLLAMA\x10\x01\x12\x11\n\rPROVIDER_VLLM\x10\x02*\xbb\x01\n\x04Task\x12\x14\n\x10TASK_UNSPECIFIED\x10\x00\x12\x17\n\x13TASK_CLASSIFICATION\x10\x01\x12\x11\n\rTASK_ANALYSIS\x10\x02\x12\x12\n\x0eTASK_SYNTHESIS\x10\x03\x12\x13\n\x0fTASK_REFLECTION\x10\x04\x12\x1d\n\x19TASK_RETRIEVAL_EVALUATION\x10\x05\x12\x15\n\x11TASK_VERIFICATION\x10\x06\x12\x12\n\x0eTASK_EMBEDDING\x10\x07*\xff\x02\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\x1f\n\x1a\x45RROR_CODE_INVALID_REQUEST\x10\xa0\x1f\x12\x1f\n\x1a\x45RROR_CODE_MODEL_NOT_FOUND\x10\xa4\x1f\x12#\n\x1e\x45RROR_CODE_FEATURE_UNSUPPORTED\x10\xac\x1f\x12\x1a\n\x15\x45RROR_CODE_OVERLOADED\x10\xbd\x1f\x12\x1f\n\x1a\x45RROR_CODE_ROUTER_INTERNAL\x10\x88\'\x12\x1f\n\x1a\x45RROR_CODE_LLM_UNAVAILABLE\x10\x89\'\x12\x1b\n\x16\x45RROR_CODE_LLM_TIMEOUT\x10\x8a\'\x12$\n\x1f\x45RROR_CODE_LLM_INVALID_RESPONSE\x10\x8b\'\x12\'\n\"ERROR_CODE_EMBEDDING_SERVICE_ERROR\x10\x8c\'\x12%\n ERROR_CODE_SEARCH_PROVIDER_ERROR\x10\x8d\'*\xca\x01\n\x0eReasoningLevel\x12\x1f\n\x1bREASONING_LEVEL_UNSPECIFIED\x10\x00\x12\x17\n\x13REASONING_LEVEL_OFF\x10\x01\x12\x16\n\x12REASONING_LEVEL_ON\x10\x02\x12\x17\n\x13REASONING_LEVEL_LOW\x10\x03\x12\x1a\n\x16REASONING_LEVEL_MEDIUM\x10\x04\x12\x18\n\x14REASONING_LEVEL_HIGH\x10\x05\x12\x17\n\x13REASONING_LEVEL_MAX\x10\x06*\xa5\x01\n\x12ResponseFormatType\x12$\n RESPONSE_FORMAT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n\x19RESPONSE_FORMAT_TYPE_TEXT\x10\x01\x12$\n RESPONSE_FORMAT_TYPE_JSON_OBJECT\x10\x02\x12$\n RESPONSE_FORMAT_TYPE_JSON_SCHEMA\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'llmgateway.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PROVIDER']._serialized_start=45
-  _globals['_PROVIDER']._serialized_end=121
-  _globals['_TASK']._serialized_start=124
-  _globals['_TASK']._serialized_end=311
-  _globals['_ERRORCODE']._serialized_start=314
-  _globals['_ERRORCODE']._serialized_end=660
+  _globals['_PROVIDER']._serialized_start=275
+  _globals['_PROVIDER']._serialized_end=351
+  _globals['_TASK']._serialized_start=354
+  _globals['_TASK']._serialized_end=541
+  _globals['_ERRORCODE']._serialized_start=544
+  _globals['_ERRORCODE']._serialized_end=927
+  _globals['_REASONINGLEVEL']._serialized_start=930
+  _globals['_REASONINGLEVEL']._serialized_end=1132
+  _globals['_RESPONSEFORMATTYPE']._serialized_start=1135
+  _globals['_RESPONSEFORMATTYPE']._serialized_end=1300
+  _globals['_REASONINGOPTIONS']._serialized_start=45
+  _globals['_REASONINGOPTIONS']._serialized_end=155
+  _globals['_RESPONSEFORMAT']._serialized_start=157
+  _globals['_RESPONSEFORMAT']._serialized_end=273
 # @@protoc_insertion_point(module_scope)

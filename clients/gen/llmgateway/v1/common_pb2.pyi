@@ -6,15 +6,16 @@ memOS talks to RouterService; operators and routers talk to ControlService.
 """
 
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
 
-if sys.version_info >= (3, 10):
-    from typing import TypeAlias as _TypeAlias
+if sys.version_info >= (3, 11):
+    from typing import TypeAlias as _TypeAlias, Never as _Never
 else:
-    from typing_extensions import TypeAlias as _TypeAlias
+    from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -100,6 +101,11 @@ class _ErrorCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorCode.V
     """
     ERROR_CODE_MODEL_NOT_FOUND: _ErrorCode.ValueType  # 4004
     """ERROR_CODE_MODEL_NOT_FOUND (gRPC NOT_FOUND): no engine knows the requested model."""
+    ERROR_CODE_FEATURE_UNSUPPORTED: _ErrorCode.ValueType  # 4012
+    """ERROR_CODE_FEATURE_UNSUPPORTED (gRPC FAILED_PRECONDITION): the request asks for a feature
+    (thinking, tools, images, an engine option...) that no engine or model able to serve it
+    has; the message names the field.
+    """
     ERROR_CODE_OVERLOADED: _ErrorCode.ValueType  # 4029
     """ERROR_CODE_OVERLOADED (gRPC RESOURCE_EXHAUSTED): the router shed the request."""
     ERROR_CODE_ROUTER_INTERNAL: _ErrorCode.ValueType  # 5000
@@ -133,6 +139,11 @@ a google.rpc.BadRequest detail names the field.
 """
 ERROR_CODE_MODEL_NOT_FOUND: ErrorCode.ValueType  # 4004
 """ERROR_CODE_MODEL_NOT_FOUND (gRPC NOT_FOUND): no engine knows the requested model."""
+ERROR_CODE_FEATURE_UNSUPPORTED: ErrorCode.ValueType  # 4012
+"""ERROR_CODE_FEATURE_UNSUPPORTED (gRPC FAILED_PRECONDITION): the request asks for a feature
+(thinking, tools, images, an engine option...) that no engine or model able to serve it
+has; the message names the field.
+"""
 ERROR_CODE_OVERLOADED: ErrorCode.ValueType  # 4029
 """ERROR_CODE_OVERLOADED (gRPC RESOURCE_EXHAUSTED): the router shed the request."""
 ERROR_CODE_ROUTER_INTERNAL: ErrorCode.ValueType  # 5000
@@ -150,3 +161,160 @@ ERROR_CODE_EMBEDDING_SERVICE_ERROR: ErrorCode.ValueType  # 5004
 ERROR_CODE_SEARCH_PROVIDER_ERROR: ErrorCode.ValueType  # 5005
 """ERROR_CODE_SEARCH_PROVIDER_ERROR is ERR_5005; memOS's own, listed for completeness; the router never sends it."""
 Global___ErrorCode: _TypeAlias = ErrorCode  # noqa: Y015
+
+class _ReasoningLevel:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReasoningLevelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReasoningLevel.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REASONING_LEVEL_UNSPECIFIED: _ReasoningLevel.ValueType  # 0
+    """REASONING_LEVEL_UNSPECIFIED uses the task's default from the pushed config, else the
+    engine's own default (Qwen3 and DeepSeek-R1 think unless told not to).
+    """
+    REASONING_LEVEL_OFF: _ReasoningLevel.ValueType  # 1
+    """REASONING_LEVEL_OFF asks the model not to think."""
+    REASONING_LEVEL_ON: _ReasoningLevel.ValueType  # 2
+    """REASONING_LEVEL_ON asks the model to think at its default effort."""
+    REASONING_LEVEL_LOW: _ReasoningLevel.ValueType  # 3
+    """REASONING_LEVEL_LOW is a short thinking phase (effort "low")."""
+    REASONING_LEVEL_MEDIUM: _ReasoningLevel.ValueType  # 4
+    """REASONING_LEVEL_MEDIUM is effort "medium"."""
+    REASONING_LEVEL_HIGH: _ReasoningLevel.ValueType  # 5
+    """REASONING_LEVEL_HIGH is effort "high"."""
+    REASONING_LEVEL_MAX: _ReasoningLevel.ValueType  # 6
+    """REASONING_LEVEL_MAX is the longest thinking the model supports (Ollama level "max";
+    vLLM reasoning_effort "high").
+    """
+
+class ReasoningLevel(_ReasoningLevel, metaclass=_ReasoningLevelEnumTypeWrapper):
+    """ReasoningLevel controls a model's thinking (reasoning) phase. Each engine gets it in its own
+    terms (docs/agentic.md): Ollama `think` (a bool, or a level for gpt-oss-style models), vLLM
+    `chat_template_kwargs.enable_thinking` (Qwen3, DeepSeek-R1) or `reasoning_effort`.
+    """
+
+REASONING_LEVEL_UNSPECIFIED: ReasoningLevel.ValueType  # 0
+"""REASONING_LEVEL_UNSPECIFIED uses the task's default from the pushed config, else the
+engine's own default (Qwen3 and DeepSeek-R1 think unless told not to).
+"""
+REASONING_LEVEL_OFF: ReasoningLevel.ValueType  # 1
+"""REASONING_LEVEL_OFF asks the model not to think."""
+REASONING_LEVEL_ON: ReasoningLevel.ValueType  # 2
+"""REASONING_LEVEL_ON asks the model to think at its default effort."""
+REASONING_LEVEL_LOW: ReasoningLevel.ValueType  # 3
+"""REASONING_LEVEL_LOW is a short thinking phase (effort "low")."""
+REASONING_LEVEL_MEDIUM: ReasoningLevel.ValueType  # 4
+"""REASONING_LEVEL_MEDIUM is effort "medium"."""
+REASONING_LEVEL_HIGH: ReasoningLevel.ValueType  # 5
+"""REASONING_LEVEL_HIGH is effort "high"."""
+REASONING_LEVEL_MAX: ReasoningLevel.ValueType  # 6
+"""REASONING_LEVEL_MAX is the longest thinking the model supports (Ollama level "max";
+vLLM reasoning_effort "high").
+"""
+Global___ReasoningLevel: _TypeAlias = ReasoningLevel  # noqa: Y015
+
+class _ResponseFormatType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ResponseFormatTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ResponseFormatType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RESPONSE_FORMAT_TYPE_UNSPECIFIED: _ResponseFormatType.ValueType  # 0
+    """RESPONSE_FORMAT_TYPE_UNSPECIFIED uses the task's default, else free text."""
+    RESPONSE_FORMAT_TYPE_TEXT: _ResponseFormatType.ValueType  # 1
+    """RESPONSE_FORMAT_TYPE_TEXT is free text (overrides a task default)."""
+    RESPONSE_FORMAT_TYPE_JSON_OBJECT: _ResponseFormatType.ValueType  # 2
+    """RESPONSE_FORMAT_TYPE_JSON_OBJECT is any JSON object (Ollama format "json"; vLLM
+    response_format json_object).
+    """
+    RESPONSE_FORMAT_TYPE_JSON_SCHEMA: _ResponseFormatType.ValueType  # 3
+    """RESPONSE_FORMAT_TYPE_JSON_SCHEMA is JSON valid for json_schema (Ollama format as the schema;
+    vLLM response_format json_schema).
+    """
+
+class ResponseFormatType(_ResponseFormatType, metaclass=_ResponseFormatTypeEnumTypeWrapper):
+    """ResponseFormatType is the shape the answer must take."""
+
+RESPONSE_FORMAT_TYPE_UNSPECIFIED: ResponseFormatType.ValueType  # 0
+"""RESPONSE_FORMAT_TYPE_UNSPECIFIED uses the task's default, else free text."""
+RESPONSE_FORMAT_TYPE_TEXT: ResponseFormatType.ValueType  # 1
+"""RESPONSE_FORMAT_TYPE_TEXT is free text (overrides a task default)."""
+RESPONSE_FORMAT_TYPE_JSON_OBJECT: ResponseFormatType.ValueType  # 2
+"""RESPONSE_FORMAT_TYPE_JSON_OBJECT is any JSON object (Ollama format "json"; vLLM
+response_format json_object).
+"""
+RESPONSE_FORMAT_TYPE_JSON_SCHEMA: ResponseFormatType.ValueType  # 3
+"""RESPONSE_FORMAT_TYPE_JSON_SCHEMA is JSON valid for json_schema (Ollama format as the schema;
+vLLM response_format json_schema).
+"""
+Global___ResponseFormatType: _TypeAlias = ResponseFormatType  # noqa: Y015
+
+@_typing.final
+class ReasoningOptions(_message.Message):
+    """ReasoningOptions is the reasoning control of one request (or a task's default)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEVEL_FIELD_NUMBER: _builtins.int
+    BUDGET_TOKENS_FIELD_NUMBER: _builtins.int
+    level: Global___ReasoningLevel.ValueType
+    """level switches thinking on or off, or sets its effort."""
+    budget_tokens: _builtins.int
+    """budget_tokens caps the thinking tokens where the engine can (vLLM thinking_token_budget);
+    an engine that cannot cap thinking refuses a request that sets it (FAILED_PRECONDITION).
+    """
+    def __init__(
+        self,
+        *,
+        level: Global___ReasoningLevel.ValueType = ...,
+        budget_tokens: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_budget_tokens", b"_budget_tokens", "budget_tokens", b"budget_tokens"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_budget_tokens", b"_budget_tokens", "budget_tokens", b"budget_tokens", "level", b"level"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__budget_tokens: _TypeAlias = _typing.Literal["budget_tokens"]  # noqa: Y015
+    _WhichOneofArgType__budget_tokens: _TypeAlias = _typing.Literal["_budget_tokens", b"_budget_tokens"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__budget_tokens) -> _WhichOneofReturnType__budget_tokens | None: ...
+
+Global___ReasoningOptions: _TypeAlias = ReasoningOptions  # noqa: Y015
+
+@_typing.final
+class ResponseFormat(_message.Message):
+    """ResponseFormat constrains the answer to JSON."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    JSON_SCHEMA_FIELD_NUMBER: _builtins.int
+    STRICT_FIELD_NUMBER: _builtins.int
+    type: Global___ResponseFormatType.ValueType
+    """type is the constraint."""
+    name: _builtins.str
+    """name names the schema (vLLM json_schema.name; letters, digits, '_' and '-'); required with
+    RESPONSE_FORMAT_TYPE_JSON_SCHEMA.
+    """
+    json_schema: _builtins.str
+    """json_schema is the JSON Schema as JSON text (an object); required with
+    RESPONSE_FORMAT_TYPE_JSON_SCHEMA, empty otherwise.
+    """
+    strict: _builtins.bool
+    """strict asks the engine to follow the schema exactly (vLLM json_schema.strict); Ollama always
+    constrains to the schema it is given.
+    """
+    def __init__(
+        self,
+        *,
+        type: Global___ResponseFormatType.ValueType = ...,
+        name: _builtins.str = ...,
+        json_schema: _builtins.str = ...,
+        strict: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["json_schema", b"json_schema", "name", b"name", "strict", b"strict", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResponseFormat: _TypeAlias = ResponseFormat  # noqa: Y015

@@ -396,6 +396,7 @@ class Flags(_message.Message):
     CONTINUATION_DISABLED_FIELD_NUMBER: _builtins.int
     SHADOW_SEMANTIC_FIELD_NUMBER: _builtins.int
     SHADOW_JUDGE_FIELD_NUMBER: _builtins.int
+    TASK_DEFAULTS_FIELD_NUMBER: _builtins.int
     primary_provider: _common_pb2.Provider.ValueType
     """primary_provider answers when the phase does not say otherwise."""
     fallback_provider: _common_pb2.Provider.ValueType
@@ -439,7 +440,9 @@ class Flags(_message.Message):
 
     @_builtins.property
     def prompt_policies(self) -> _containers.RepeatedCompositeFieldContainer[Global___PromptPolicy]:
-        """prompt_policies are per-model prompt rewrites, off unless listed."""
+        """prompt_policies are per-model prompt rewrites, off unless listed. A policy applies only to
+        requests whose reasoning is on (its purpose is to shorten thinking).
+        """
 
     @_builtins.property
     def stream_timeouts(self) -> _containers.RepeatedCompositeFieldContainer[Global___StreamTimeouts]:
@@ -454,6 +457,12 @@ class Flags(_message.Message):
     @_builtins.property
     def shadow_judge(self) -> Global___ShadowJudge:
         """shadow_judge is the optional LLM judge of shadow pairs (off unless enabled)."""
+
+    @_builtins.property
+    def task_defaults(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskDefaults]:
+        """task_defaults are per-task request defaults (reasoning, response format, engine options),
+        so memOS need not change code per engine; a request's own values win.
+        """
 
     def __init__(
         self,
@@ -476,10 +485,11 @@ class Flags(_message.Message):
         continuation_disabled: _builtins.bool = ...,
         shadow_semantic: Global___ShadowSemantic | None = ...,
         shadow_judge: Global___ShadowJudge | None = ...,
+        task_defaults: _abc.Iterable[Global___TaskDefaults] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["rollback", b"rollback", "shadow_judge", b"shadow_judge", "shadow_semantic", b"shadow_semantic"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis_provider", b"analysis_provider", "classification_provider", b"classification_provider", "continuation_disabled", b"continuation_disabled", "embedding_provider", b"embedding_provider", "fallback_provider", b"fallback_provider", "primary_provider", b"primary_provider", "prompt_policies", b"prompt_policies", "rollback", b"rollback", "shadow_capture_content", b"shadow_capture_content", "shadow_compare_embeddings", b"shadow_compare_embeddings", "shadow_during_split", b"shadow_during_split", "shadow_enabled", b"shadow_enabled", "shadow_judge", b"shadow_judge", "shadow_provider", b"shadow_provider", "shadow_sample_rate", b"shadow_sample_rate", "shadow_semantic", b"shadow_semantic", "stream_timeouts", b"stream_timeouts", "synthesis_provider", b"synthesis_provider"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis_provider", b"analysis_provider", "classification_provider", b"classification_provider", "continuation_disabled", b"continuation_disabled", "embedding_provider", b"embedding_provider", "fallback_provider", b"fallback_provider", "primary_provider", b"primary_provider", "prompt_policies", b"prompt_policies", "rollback", b"rollback", "shadow_capture_content", b"shadow_capture_content", "shadow_compare_embeddings", b"shadow_compare_embeddings", "shadow_during_split", b"shadow_during_split", "shadow_enabled", b"shadow_enabled", "shadow_judge", b"shadow_judge", "shadow_provider", b"shadow_provider", "shadow_sample_rate", b"shadow_sample_rate", "shadow_semantic", b"shadow_semantic", "stream_timeouts", b"stream_timeouts", "synthesis_provider", b"synthesis_provider", "task_defaults", b"task_defaults"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -596,6 +606,68 @@ class ShadowSemantic(_message.Message):
 Global___ShadowSemantic: _TypeAlias = ShadowSemantic  # noqa: Y015
 
 @_typing.final
+class TaskDefaults(_message.Message):
+    """TaskDefaults are the defaults of one task's Generate requests."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class EngineOptionsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    TASK_FIELD_NUMBER: _builtins.int
+    REASONING_FIELD_NUMBER: _builtins.int
+    RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
+    ENGINE_OPTIONS_FIELD_NUMBER: _builtins.int
+    task: _common_pb2.Task.ValueType
+    """task is the memOS call site (not TASK_EMBEDDING); at most one entry per task."""
+    @_builtins.property
+    def reasoning(self) -> _common_pb2.ReasoningOptions:
+        """reasoning applies when the request leaves its reasoning level unspecified."""
+
+    @_builtins.property
+    def response_format(self) -> _common_pb2.ResponseFormat:
+        """response_format applies when the request leaves its response format unspecified."""
+
+    @_builtins.property
+    def engine_options(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """engine_options apply key by key unless the request sets the same key (same allowlist
+        as GenerateRequest.engine_options, e.g. {"num_ctx": "16384"}).
+        """
+
+    def __init__(
+        self,
+        *,
+        task: _common_pb2.Task.ValueType = ...,
+        reasoning: _common_pb2.ReasoningOptions | None = ...,
+        response_format: _common_pb2.ResponseFormat | None = ...,
+        engine_options: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["reasoning", b"reasoning", "response_format", b"response_format"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["engine_options", b"engine_options", "reasoning", b"reasoning", "response_format", b"response_format", "task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskDefaults: _TypeAlias = TaskDefaults  # noqa: Y015
+
+@_typing.final
 class ModelEntry(_message.Message):
     """ModelEntry is one logical model of the catalogue."""
 
@@ -608,6 +680,7 @@ class ModelEntry(_message.Message):
     EMBEDDING_FIELD_NUMBER: _builtins.int
     OLLAMA_VRAM_BYTES_FIELD_NUMBER: _builtins.int
     VLLM_VRAM_BYTES_FIELD_NUMBER: _builtins.int
+    CAPABILITIES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """name is the logical (Ollama-style) name, e.g. "qwen3:8b"."""
     ollama_name: _builtins.str
@@ -629,6 +702,14 @@ class ModelEntry(_message.Message):
     def fallbacks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """fallbacks are tried in order when this model is missing or its engine is down."""
 
+    @_builtins.property
+    def capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """capabilities beyond plain chat: "thinking" (a switchable reasoning phase), "think_levels"
+        (effort levels, gpt-oss-style), "tools", "vision" (images). A request asking for one the
+        model lacks is refused with FAILED_PRECONDITION. Empty: the router's built-in knowledge of
+        the model's name, none for an unknown name.
+        """
+
     def __init__(
         self,
         *,
@@ -639,10 +720,11 @@ class ModelEntry(_message.Message):
         embedding: _builtins.bool = ...,
         ollama_vram_bytes: _builtins.int = ...,
         vllm_vram_bytes: _builtins.int = ...,
+        capabilities: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["embedding", b"embedding", "fallbacks", b"fallbacks", "name", b"name", "ollama_name", b"ollama_name", "ollama_vram_bytes", b"ollama_vram_bytes", "vllm_name", b"vllm_name", "vllm_vram_bytes", b"vllm_vram_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "embedding", b"embedding", "fallbacks", b"fallbacks", "name", b"name", "ollama_name", b"ollama_name", "ollama_vram_bytes", b"ollama_vram_bytes", "vllm_name", b"vllm_name", "vllm_vram_bytes", b"vllm_vram_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1000,6 +1082,15 @@ class ShadowComparison(_message.Message):
     JSON_EQUAL_FIELD_NUMBER: _builtins.int
     JUDGE_VERDICT_FIELD_NUMBER: _builtins.int
     JUDGE_SWAP_AGREED_FIELD_NUMBER: _builtins.int
+    OUTPUT_KIND_FIELD_NUMBER: _builtins.int
+    PRIMARY_JSON_VALID_FIELD_NUMBER: _builtins.int
+    SHADOW_JSON_VALID_FIELD_NUMBER: _builtins.int
+    PRIMARY_SCHEMA_VALID_FIELD_NUMBER: _builtins.int
+    SHADOW_SCHEMA_VALID_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_AGREE_FIELD_NUMBER: _builtins.int
+    REASONING_LENGTH_RATIO_FIELD_NUMBER: _builtins.int
+    PRIMARY_FINISH_LENGTH_FIELD_NUMBER: _builtins.int
+    SHADOW_FINISH_LENGTH_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """request_id of the primary request."""
     task: _common_pb2.Task.ValueType
@@ -1056,6 +1147,34 @@ class ShadowComparison(_message.Message):
     """judge_verdict is the LLM judge's verdict on the pair, from the shadow's side."""
     judge_swap_agreed: _builtins.bool
     """judge_swap_agreed, for a pair judged twice in swapped order, is whether both verdicts agree."""
+    output_kind: _builtins.str
+    """output_kind is what the request asked for: "text", "json" (a response format) or
+    "tool_calls" (tools were offered). text_similarity compares answers without reasoning.
+    """
+    primary_json_valid: _builtins.bool
+    """primary_json_valid: the primary's answer parses as JSON (output_kind "json", both sides
+    succeeded).
+    """
+    shadow_json_valid: _builtins.bool
+    """shadow_json_valid: the shadow's answer parses as JSON (output_kind "json" only)."""
+    primary_schema_valid: _builtins.bool
+    """primary_schema_valid: the primary's answer is valid for the request's JSON Schema (or, with
+    a JSON-object format, is an object).
+    """
+    shadow_schema_valid: _builtins.bool
+    """shadow_schema_valid: the same for the shadow's answer."""
+    tool_calls_agree: _builtins.bool
+    """tool_calls_agree: both answers called the same functions with the same arguments after
+    canonical JSON; set only when either side called a tool.
+    """
+    reasoning_length_ratio: _builtins.float
+    """reasoning_length_ratio is shadow reasoning characters over primary reasoning characters;
+    set only when the primary reasoned.
+    """
+    primary_finish_length: _builtins.bool
+    """primary_finish_length: the primary stopped at its token limit."""
+    shadow_finish_length: _builtins.bool
+    """shadow_finish_length: the shadow stopped at its token limit."""
     def __init__(
         self,
         *,
@@ -1084,10 +1203,19 @@ class ShadowComparison(_message.Message):
         json_equal: _builtins.bool | None = ...,
         judge_verdict: Global___JudgeVerdict.ValueType = ...,
         judge_swap_agreed: _builtins.bool | None = ...,
+        output_kind: _builtins.str = ...,
+        primary_json_valid: _builtins.bool = ...,
+        shadow_json_valid: _builtins.bool = ...,
+        primary_schema_valid: _builtins.bool = ...,
+        shadow_schema_valid: _builtins.bool = ...,
+        tool_calls_agree: _builtins.bool | None = ...,
+        reasoning_length_ratio: _builtins.float | None = ...,
+        primary_finish_length: _builtins.bool = ...,
+        shadow_finish_length: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_embedding_cosine", b"_embedding_cosine", "_json_equal", b"_json_equal", "_json_field_agreement", b"_json_field_agreement", "_judge_swap_agreed", b"_judge_swap_agreed", "embedding_cosine", b"embedding_cosine", "json_equal", b"json_equal", "json_field_agreement", b"json_field_agreement", "judge_swap_agreed", b"judge_swap_agreed"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_embedding_cosine", b"_embedding_cosine", "_json_equal", b"_json_equal", "_json_field_agreement", b"_json_field_agreement", "_judge_swap_agreed", b"_judge_swap_agreed", "_reasoning_length_ratio", b"_reasoning_length_ratio", "_tool_calls_agree", b"_tool_calls_agree", "embedding_cosine", b"embedding_cosine", "json_equal", b"json_equal", "json_field_agreement", b"json_field_agreement", "judge_swap_agreed", b"judge_swap_agreed", "reasoning_length_ratio", b"reasoning_length_ratio", "tool_calls_agree", b"tool_calls_agree"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_embedding_cosine", b"_embedding_cosine", "_json_equal", b"_json_equal", "_json_field_agreement", b"_json_field_agreement", "_judge_swap_agreed", b"_judge_swap_agreed", "dropped", b"dropped", "embedding_cosine", b"embedding_cosine", "json_equal", b"json_equal", "json_field_agreement", b"json_field_agreement", "judge_swap_agreed", b"judge_swap_agreed", "judge_verdict", b"judge_verdict", "length_ratio", b"length_ratio", "model", b"model", "primary_ok", b"primary_ok", "primary_provider", b"primary_provider", "primary_text", b"primary_text", "primary_tokens_per_second", b"primary_tokens_per_second", "primary_ttft_ms", b"primary_ttft_ms", "prompt", b"prompt", "request_id", b"request_id", "routing_key", b"routing_key", "semantic_dropped", b"semantic_dropped", "shadow_error_code", b"shadow_error_code", "shadow_ok", b"shadow_ok", "shadow_provider", b"shadow_provider", "shadow_text", b"shadow_text", "shadow_tokens_per_second", b"shadow_tokens_per_second", "shadow_ttft_ms", b"shadow_ttft_ms", "task", b"task", "text_similarity", b"text_similarity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_embedding_cosine", b"_embedding_cosine", "_json_equal", b"_json_equal", "_json_field_agreement", b"_json_field_agreement", "_judge_swap_agreed", b"_judge_swap_agreed", "_reasoning_length_ratio", b"_reasoning_length_ratio", "_tool_calls_agree", b"_tool_calls_agree", "dropped", b"dropped", "embedding_cosine", b"embedding_cosine", "json_equal", b"json_equal", "json_field_agreement", b"json_field_agreement", "judge_swap_agreed", b"judge_swap_agreed", "judge_verdict", b"judge_verdict", "length_ratio", b"length_ratio", "model", b"model", "output_kind", b"output_kind", "primary_finish_length", b"primary_finish_length", "primary_json_valid", b"primary_json_valid", "primary_ok", b"primary_ok", "primary_provider", b"primary_provider", "primary_schema_valid", b"primary_schema_valid", "primary_text", b"primary_text", "primary_tokens_per_second", b"primary_tokens_per_second", "primary_ttft_ms", b"primary_ttft_ms", "prompt", b"prompt", "reasoning_length_ratio", b"reasoning_length_ratio", "request_id", b"request_id", "routing_key", b"routing_key", "semantic_dropped", b"semantic_dropped", "shadow_error_code", b"shadow_error_code", "shadow_finish_length", b"shadow_finish_length", "shadow_json_valid", b"shadow_json_valid", "shadow_ok", b"shadow_ok", "shadow_provider", b"shadow_provider", "shadow_schema_valid", b"shadow_schema_valid", "shadow_text", b"shadow_text", "shadow_tokens_per_second", b"shadow_tokens_per_second", "shadow_ttft_ms", b"shadow_ttft_ms", "task", b"task", "text_similarity", b"text_similarity", "tool_calls_agree", b"tool_calls_agree"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__embedding_cosine: _TypeAlias = _typing.Literal["embedding_cosine"]  # noqa: Y015
     _WhichOneofArgType__embedding_cosine: _TypeAlias = _typing.Literal["_embedding_cosine", b"_embedding_cosine"]  # noqa: Y015
@@ -1097,6 +1225,10 @@ class ShadowComparison(_message.Message):
     _WhichOneofArgType__json_field_agreement: _TypeAlias = _typing.Literal["_json_field_agreement", b"_json_field_agreement"]  # noqa: Y015
     _WhichOneofReturnType__judge_swap_agreed: _TypeAlias = _typing.Literal["judge_swap_agreed"]  # noqa: Y015
     _WhichOneofArgType__judge_swap_agreed: _TypeAlias = _typing.Literal["_judge_swap_agreed", b"_judge_swap_agreed"]  # noqa: Y015
+    _WhichOneofReturnType__reasoning_length_ratio: _TypeAlias = _typing.Literal["reasoning_length_ratio"]  # noqa: Y015
+    _WhichOneofArgType__reasoning_length_ratio: _TypeAlias = _typing.Literal["_reasoning_length_ratio", b"_reasoning_length_ratio"]  # noqa: Y015
+    _WhichOneofReturnType__tool_calls_agree: _TypeAlias = _typing.Literal["tool_calls_agree"]  # noqa: Y015
+    _WhichOneofArgType__tool_calls_agree: _TypeAlias = _typing.Literal["_tool_calls_agree", b"_tool_calls_agree"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__embedding_cosine) -> _WhichOneofReturnType__embedding_cosine | None: ...
     @_typing.overload
@@ -1105,6 +1237,10 @@ class ShadowComparison(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__json_field_agreement) -> _WhichOneofReturnType__json_field_agreement | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__judge_swap_agreed) -> _WhichOneofReturnType__judge_swap_agreed | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reasoning_length_ratio) -> _WhichOneofReturnType__reasoning_length_ratio | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__tool_calls_agree) -> _WhichOneofReturnType__tool_calls_agree | None: ...
 
 Global___ShadowComparison: _TypeAlias = ShadowComparison  # noqa: Y015
 
@@ -2095,6 +2231,17 @@ class ShadowGroupReport(_message.Message):
     JUDGE_UNJUDGED_FIELD_NUMBER: _builtins.int
     JUDGE_SWAP_CHECKS_FIELD_NUMBER: _builtins.int
     JUDGE_SWAP_AGREEMENT_FIELD_NUMBER: _builtins.int
+    STRUCTURED_PAIRS_FIELD_NUMBER: _builtins.int
+    PRIMARY_JSON_VALID_RATE_FIELD_NUMBER: _builtins.int
+    SHADOW_JSON_VALID_RATE_FIELD_NUMBER: _builtins.int
+    PRIMARY_SCHEMA_VALID_RATE_FIELD_NUMBER: _builtins.int
+    SHADOW_SCHEMA_VALID_RATE_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_PAIRS_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_AGREEMENT_RATE_FIELD_NUMBER: _builtins.int
+    REASONING_PAIRS_FIELD_NUMBER: _builtins.int
+    REASONING_LENGTH_RATIO_P50_FIELD_NUMBER: _builtins.int
+    PRIMARY_LENGTH_FINISH_RATE_FIELD_NUMBER: _builtins.int
+    SHADOW_LENGTH_FINISH_RATE_FIELD_NUMBER: _builtins.int
     task: _common_pb2.Task.ValueType
     """task of the pairs."""
     model: _builtins.str
@@ -2147,6 +2294,28 @@ class ShadowGroupReport(_message.Message):
     """judge_swap_agreement in [0, 1] is the share of swap checks whose verdicts agree: the judge's
     self-agreement (noise figure); 0 without swap checks.
     """
+    structured_pairs: _builtins.int
+    """structured_pairs are the pairs whose request asked for JSON (a response format)."""
+    primary_json_valid_rate: _builtins.float
+    """primary_json_valid_rate in [0, 1] over structured_pairs where both sides succeeded."""
+    shadow_json_valid_rate: _builtins.float
+    """shadow_json_valid_rate in [0, 1] over the same pairs."""
+    primary_schema_valid_rate: _builtins.float
+    """primary_schema_valid_rate in [0, 1], as primary_json_valid_rate for schema validity."""
+    shadow_schema_valid_rate: _builtins.float
+    """shadow_schema_valid_rate in [0, 1], as shadow_json_valid_rate for schema validity."""
+    tool_call_pairs: _builtins.int
+    """tool_call_pairs are the pairs where either side called a tool."""
+    tool_call_agreement_rate: _builtins.float
+    """tool_call_agreement_rate in [0, 1] over tool_call_pairs (both sides succeeded)."""
+    reasoning_pairs: _builtins.int
+    """reasoning_pairs are the pairs where the primary reasoned and both sides succeeded."""
+    reasoning_length_ratio_p50: _builtins.float
+    """reasoning_length_ratio_p50 is the median shadow over primary reasoning length."""
+    primary_length_finish_rate: _builtins.float
+    """primary_length_finish_rate in [0, 1]: successful primaries that stopped at the token limit."""
+    shadow_length_finish_rate: _builtins.float
+    """shadow_length_finish_rate in [0, 1]: the same for shadows."""
     def __init__(
         self,
         *,
@@ -2175,10 +2344,21 @@ class ShadowGroupReport(_message.Message):
         judge_unjudged: _builtins.int = ...,
         judge_swap_checks: _builtins.int = ...,
         judge_swap_agreement: _builtins.float = ...,
+        structured_pairs: _builtins.int = ...,
+        primary_json_valid_rate: _builtins.float = ...,
+        shadow_json_valid_rate: _builtins.float = ...,
+        primary_schema_valid_rate: _builtins.float = ...,
+        shadow_schema_valid_rate: _builtins.float = ...,
+        tool_call_pairs: _builtins.int = ...,
+        tool_call_agreement_rate: _builtins.float = ...,
+        reasoning_pairs: _builtins.int = ...,
+        reasoning_length_ratio_p50: _builtins.float = ...,
+        primary_length_finish_rate: _builtins.float = ...,
+        shadow_length_finish_rate: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dropped", b"dropped", "embedding_cosine_p10", b"embedding_cosine_p10", "embedding_cosine_p50", b"embedding_cosine_p50", "json_equal_rate", b"json_equal_rate", "json_field_agreement_mean", b"json_field_agreement_mean", "json_pairs", b"json_pairs", "judge_losses", b"judge_losses", "judge_swap_agreement", b"judge_swap_agreement", "judge_swap_checks", b"judge_swap_checks", "judge_ties", b"judge_ties", "judge_unjudged", b"judge_unjudged", "judge_wins", b"judge_wins", "length_ratio_p50", b"length_ratio_p50", "model", b"model", "pairs", b"pairs", "primary_success_rate", b"primary_success_rate", "semantic_dropped", b"semantic_dropped", "semantic_pairs", b"semantic_pairs", "shadow_success_rate", b"shadow_success_rate", "similarity_p10", b"similarity_p10", "similarity_p50", b"similarity_p50", "similarity_p90", b"similarity_p90", "task", b"task", "tokens_per_second_delta_p50", b"tokens_per_second_delta_p50", "ttft_delta_ms_p50", b"ttft_delta_ms_p50"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dropped", b"dropped", "embedding_cosine_p10", b"embedding_cosine_p10", "embedding_cosine_p50", b"embedding_cosine_p50", "json_equal_rate", b"json_equal_rate", "json_field_agreement_mean", b"json_field_agreement_mean", "json_pairs", b"json_pairs", "judge_losses", b"judge_losses", "judge_swap_agreement", b"judge_swap_agreement", "judge_swap_checks", b"judge_swap_checks", "judge_ties", b"judge_ties", "judge_unjudged", b"judge_unjudged", "judge_wins", b"judge_wins", "length_ratio_p50", b"length_ratio_p50", "model", b"model", "pairs", b"pairs", "primary_json_valid_rate", b"primary_json_valid_rate", "primary_length_finish_rate", b"primary_length_finish_rate", "primary_schema_valid_rate", b"primary_schema_valid_rate", "primary_success_rate", b"primary_success_rate", "reasoning_length_ratio_p50", b"reasoning_length_ratio_p50", "reasoning_pairs", b"reasoning_pairs", "semantic_dropped", b"semantic_dropped", "semantic_pairs", b"semantic_pairs", "shadow_json_valid_rate", b"shadow_json_valid_rate", "shadow_length_finish_rate", b"shadow_length_finish_rate", "shadow_schema_valid_rate", b"shadow_schema_valid_rate", "shadow_success_rate", b"shadow_success_rate", "similarity_p10", b"similarity_p10", "similarity_p50", b"similarity_p50", "similarity_p90", b"similarity_p90", "structured_pairs", b"structured_pairs", "task", b"task", "tokens_per_second_delta_p50", b"tokens_per_second_delta_p50", "tool_call_agreement_rate", b"tool_call_agreement_rate", "tool_call_pairs", b"tool_call_pairs", "ttft_delta_ms_p50", b"ttft_delta_ms_p50"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -34,6 +34,8 @@ class _RoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Role.ValueType],
     """ROLE_USER is the caller's turn."""
     ROLE_ASSISTANT: _Role.ValueType  # 3
     """ROLE_ASSISTANT is a previous model turn."""
+    ROLE_TOOL: _Role.ValueType  # 4
+    """ROLE_TOOL is a tool's result, answering the assistant's tool call tool_call_id."""
 
 class Role(_Role, metaclass=_RoleEnumTypeWrapper):
     """Role is the author of a chat message."""
@@ -46,6 +48,8 @@ ROLE_USER: Role.ValueType  # 2
 """ROLE_USER is the caller's turn."""
 ROLE_ASSISTANT: Role.ValueType  # 3
 """ROLE_ASSISTANT is a previous model turn."""
+ROLE_TOOL: Role.ValueType  # 4
+"""ROLE_TOOL is a tool's result, answering the assistant's tool call tool_call_id."""
 Global___Role: _TypeAlias = Role  # noqa: Y015
 
 class _FinishReason:
@@ -60,6 +64,14 @@ class _FinishReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FinishRe
     """FINISH_REASON_STOP is a natural end or a stop sequence."""
     FINISH_REASON_LENGTH: _FinishReason.ValueType  # 2
     """FINISH_REASON_LENGTH is the max_tokens limit."""
+    FINISH_REASON_TOOL_CALLS: _FinishReason.ValueType  # 3
+    """FINISH_REASON_TOOL_CALLS means the model called tools (ToolCallDelta messages were sent) and
+    waits for their results (vLLM finish_reason "tool_calls"; Ollama says "stop").
+    """
+    FINISH_REASON_CANCELLED: _FinishReason.ValueType  # 4
+    """FINISH_REASON_CANCELLED means the engine aborted the generation (vLLM "abort", Ollama
+    "unload").
+    """
 
 class FinishReason(_FinishReason, metaclass=_FinishReasonEnumTypeWrapper):
     """FinishReason says why generation stopped."""
@@ -70,7 +82,103 @@ FINISH_REASON_STOP: FinishReason.ValueType  # 1
 """FINISH_REASON_STOP is a natural end or a stop sequence."""
 FINISH_REASON_LENGTH: FinishReason.ValueType  # 2
 """FINISH_REASON_LENGTH is the max_tokens limit."""
+FINISH_REASON_TOOL_CALLS: FinishReason.ValueType  # 3
+"""FINISH_REASON_TOOL_CALLS means the model called tools (ToolCallDelta messages were sent) and
+waits for their results (vLLM finish_reason "tool_calls"; Ollama says "stop").
+"""
+FINISH_REASON_CANCELLED: FinishReason.ValueType  # 4
+"""FINISH_REASON_CANCELLED means the engine aborted the generation (vLLM "abort", Ollama
+"unload").
+"""
 Global___FinishReason: _TypeAlias = FinishReason  # noqa: Y015
+
+class _ToolChoiceMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ToolChoiceModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ToolChoiceMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TOOL_CHOICE_MODE_UNSPECIFIED: _ToolChoiceMode.ValueType  # 0
+    """TOOL_CHOICE_MODE_UNSPECIFIED is TOOL_CHOICE_MODE_AUTO."""
+    TOOL_CHOICE_MODE_AUTO: _ToolChoiceMode.ValueType  # 1
+    """TOOL_CHOICE_MODE_AUTO lets the model decide."""
+    TOOL_CHOICE_MODE_NONE: _ToolChoiceMode.ValueType  # 2
+    """TOOL_CHOICE_MODE_NONE forbids tool calls (the tools are still described to the model)."""
+    TOOL_CHOICE_MODE_REQUIRED: _ToolChoiceMode.ValueType  # 3
+    """TOOL_CHOICE_MODE_REQUIRED forces at least one tool call (vLLM only)."""
+    TOOL_CHOICE_MODE_FUNCTION: _ToolChoiceMode.ValueType  # 4
+    """TOOL_CHOICE_MODE_FUNCTION forces a call of function_name (vLLM only)."""
+
+class ToolChoiceMode(_ToolChoiceMode, metaclass=_ToolChoiceModeEnumTypeWrapper):
+    """ToolChoiceMode says whether and which tools the model may call."""
+
+TOOL_CHOICE_MODE_UNSPECIFIED: ToolChoiceMode.ValueType  # 0
+"""TOOL_CHOICE_MODE_UNSPECIFIED is TOOL_CHOICE_MODE_AUTO."""
+TOOL_CHOICE_MODE_AUTO: ToolChoiceMode.ValueType  # 1
+"""TOOL_CHOICE_MODE_AUTO lets the model decide."""
+TOOL_CHOICE_MODE_NONE: ToolChoiceMode.ValueType  # 2
+"""TOOL_CHOICE_MODE_NONE forbids tool calls (the tools are still described to the model)."""
+TOOL_CHOICE_MODE_REQUIRED: ToolChoiceMode.ValueType  # 3
+"""TOOL_CHOICE_MODE_REQUIRED forces at least one tool call (vLLM only)."""
+TOOL_CHOICE_MODE_FUNCTION: ToolChoiceMode.ValueType  # 4
+"""TOOL_CHOICE_MODE_FUNCTION forces a call of function_name (vLLM only)."""
+Global___ToolChoiceMode: _TypeAlias = ToolChoiceMode  # noqa: Y015
+
+@_typing.final
+class Image(_message.Message):
+    """Image is one image attached to a message (vision models only, per the catalogue)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    MIME_TYPE_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    """data is the encoded image file (PNG, JPEG, WebP or GIF), not base64."""
+    mime_type: _builtins.str
+    """mime_type is e.g. "image/png"; when empty it is detected from data."""
+    def __init__(
+        self,
+        *,
+        data: _builtins.bytes = ...,
+        mime_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "mime_type", b"mime_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Image: _TypeAlias = Image  # noqa: Y015
+
+@_typing.final
+class ToolCall(_message.Message):
+    """ToolCall is one complete call of a tool by the model, as kept in the message history."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ARGUMENTS_JSON_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """id is the call's id (the engine's, or one the router assigned); tool results refer to it."""
+    name: _builtins.str
+    """name is the tool's name."""
+    arguments_json: _builtins.str
+    """arguments_json is the arguments object as JSON text."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        arguments_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments_json", b"arguments_json", "id", b"id", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolCall: _TypeAlias = ToolCall  # noqa: Y015
 
 @_typing.final
 class Message(_message.Message):
@@ -80,23 +188,111 @@ class Message(_message.Message):
 
     ROLE_FIELD_NUMBER: _builtins.int
     CONTENT_FIELD_NUMBER: _builtins.int
+    IMAGES_FIELD_NUMBER: _builtins.int
+    TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_ID_FIELD_NUMBER: _builtins.int
+    TOOL_NAME_FIELD_NUMBER: _builtins.int
+    REASONING_FIELD_NUMBER: _builtins.int
     role: Global___Role.ValueType
     """role is who wrote the message."""
     content: _builtins.str
-    """content is the message text."""
+    """content is the message text (a tool's result for ROLE_TOOL). May be empty on an assistant
+    message that carries tool_calls.
+    """
+    tool_call_id: _builtins.str
+    """tool_call_id is, on a ROLE_TOOL message, the id of the call this result answers."""
+    tool_name: _builtins.str
+    """tool_name is, on a ROLE_TOOL message, the name of the tool that produced the result
+    (Ollama's tool_name); when empty the router takes it from the matching call.
+    """
+    reasoning: _builtins.str
+    """reasoning is a previous assistant turn's thinking, sent back to the engine (Ollama
+    message.thinking, vLLM message.reasoning) for models that use it across turns.
+    """
+    @_builtins.property
+    def images(self) -> _containers.RepeatedCompositeFieldContainer[Global___Image]:
+        """images are attached to a user message; refused (FAILED_PRECONDITION) for a model the
+        catalogue does not mark as a vision model.
+        """
+
+    @_builtins.property
+    def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolCall]:
+        """tool_calls are the calls a previous assistant turn made."""
+
     def __init__(
         self,
         *,
         role: Global___Role.ValueType = ...,
         content: _builtins.str = ...,
+        images: _abc.Iterable[Global___Image] | None = ...,
+        tool_calls: _abc.Iterable[Global___ToolCall] | None = ...,
+        tool_call_id: _builtins.str = ...,
+        tool_name: _builtins.str = ...,
+        reasoning: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "role", b"role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "images", b"images", "reasoning", b"reasoning", "role", b"role", "tool_call_id", b"tool_call_id", "tool_calls", b"tool_calls", "tool_name", b"tool_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Message: _TypeAlias = Message  # noqa: Y015
+
+@_typing.final
+class Tool(_message.Message):
+    """Tool is a function the model may call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    PARAMETERS_JSON_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """name is the function's name (letters, digits, '_' and '-', at most 64 characters)."""
+    description: _builtins.str
+    """description tells the model what the function does."""
+    parameters_json: _builtins.str
+    """parameters_json is the JSON Schema of the arguments, as JSON text (an object schema)."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        parameters_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "parameters_json", b"parameters_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Tool: _TypeAlias = Tool  # noqa: Y015
+
+@_typing.final
+class ToolChoice(_message.Message):
+    """ToolChoice constrains tool calling."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODE_FIELD_NUMBER: _builtins.int
+    FUNCTION_NAME_FIELD_NUMBER: _builtins.int
+    mode: Global___ToolChoiceMode.ValueType
+    """mode is the constraint."""
+    function_name: _builtins.str
+    """function_name is the tool to call with TOOL_CHOICE_MODE_FUNCTION; it must be in tools."""
+    def __init__(
+        self,
+        *,
+        mode: Global___ToolChoiceMode.ValueType = ...,
+        function_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["function_name", b"function_name", "mode", b"mode"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolChoice: _TypeAlias = ToolChoice  # noqa: Y015
 
 @_typing.final
 class GenerationOptions(_message.Message):
@@ -109,6 +305,8 @@ class GenerationOptions(_message.Message):
     TOP_P_FIELD_NUMBER: _builtins.int
     STOP_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
+    LOGPROBS_FIELD_NUMBER: _builtins.int
+    TOP_LOGPROBS_FIELD_NUMBER: _builtins.int
     max_tokens: _builtins.int
     """max_tokens caps the completion length (Ollama num_predict); unset means the engine default."""
     temperature: _builtins.float
@@ -117,6 +315,10 @@ class GenerationOptions(_message.Message):
     """top_p in (0, 1]; unset means the engine default."""
     seed: _builtins.int
     """seed makes sampling reproducible when set."""
+    logprobs: _builtins.bool
+    """logprobs asks for the log probability of each generated answer token (TextDelta.logprobs)."""
+    top_logprobs: _builtins.int
+    """top_logprobs is how many alternatives to report per token (0-20); needs logprobs."""
     @_builtins.property
     def stop(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """stop sequences end the generation when produced: at most 16, each non-empty and at most
@@ -131,10 +333,12 @@ class GenerationOptions(_message.Message):
         top_p: _builtins.float | None = ...,
         stop: _abc.Iterable[_builtins.str] | None = ...,
         seed: _builtins.int | None = ...,
+        logprobs: _builtins.bool = ...,
+        top_logprobs: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens", "_seed", b"_seed", "_temperature", b"_temperature", "_top_p", b"_top_p", "max_tokens", b"max_tokens", "seed", b"seed", "temperature", b"temperature", "top_p", b"top_p"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens", "_seed", b"_seed", "_temperature", b"_temperature", "_top_p", b"_top_p", "max_tokens", b"max_tokens", "seed", b"seed", "stop", b"stop", "temperature", b"temperature", "top_p", b"top_p"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens", "_seed", b"_seed", "_temperature", b"_temperature", "_top_p", b"_top_p", "logprobs", b"logprobs", "max_tokens", b"max_tokens", "seed", b"seed", "stop", b"stop", "temperature", b"temperature", "top_logprobs", b"top_logprobs", "top_p", b"top_p"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_tokens: _TypeAlias = _typing.Literal["max_tokens"]  # noqa: Y015
     _WhichOneofArgType__max_tokens: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens"]  # noqa: Y015
@@ -161,6 +365,26 @@ class GenerateRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class EngineOptionsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     ROUTING_KEY_FIELD_NUMBER: _builtins.int
     TASK_FIELD_NUMBER: _builtins.int
@@ -170,6 +394,11 @@ class GenerateRequest(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     PROVIDER_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
+    REASONING_FIELD_NUMBER: _builtins.int
+    RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
+    TOOLS_FIELD_NUMBER: _builtins.int
+    TOOL_CHOICE_FIELD_NUMBER: _builtins.int
+    ENGINE_OPTIONS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """request_id identifies the call end to end; when empty the router takes the
     x-request-id metadata or generates one. At most 128 printable ASCII characters.
@@ -202,6 +431,34 @@ class GenerateRequest(_message.Message):
     def options(self) -> Global___GenerationOptions:
         """options are the sampling options."""
 
+    @_builtins.property
+    def reasoning(self) -> _common_pb2.ReasoningOptions:
+        """reasoning controls thinking; unset uses the task's default from the pushed config."""
+
+    @_builtins.property
+    def response_format(self) -> _common_pb2.ResponseFormat:
+        """response_format constrains the answer to JSON; unset uses the task's default."""
+
+    @_builtins.property
+    def tools(self) -> _containers.RepeatedCompositeFieldContainer[Global___Tool]:
+        """tools the model may call; calls stream as ToolCallDelta messages. The router never
+        executes a tool: the caller does, and sends the result back as a ROLE_TOOL message.
+        """
+
+    @_builtins.property
+    def tool_choice(self) -> Global___ToolChoice:
+        """tool_choice constrains tool calls; needs tools."""
+
+    @_builtins.property
+    def engine_options(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """engine_options are engine-specific settings, by the engine's own name, values as text.
+        Only an allowlist passes (docs/agentic.md); any other key is INVALID_ARGUMENT, and a key the
+        answering engine does not know is FAILED_PRECONDITION. Ollama: num_ctx, num_predict,
+        keep_alive, top_k, min_p, repeat_penalty, repeat_last_n, num_keep. vLLM: top_k, min_p,
+        repetition_penalty, presence_penalty, frequency_penalty, min_tokens. They override the
+        task's defaults key by key.
+        """
+
     def __init__(
         self,
         *,
@@ -214,10 +471,15 @@ class GenerateRequest(_message.Message):
         model: _builtins.str = ...,
         provider: _common_pb2.Provider.ValueType = ...,
         options: Global___GenerationOptions | None = ...,
+        reasoning: _common_pb2.ReasoningOptions | None = ...,
+        response_format: _common_pb2.ResponseFormat | None = ...,
+        tools: _abc.Iterable[Global___Tool] | None = ...,
+        tool_choice: Global___ToolChoice | None = ...,
+        engine_options: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options", "reasoning", b"reasoning", "response_format", b"response_format", "tool_choice", b"tool_choice"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages", "model", b"model", "options", b"options", "prompt", b"prompt", "provider", b"provider", "request_id", b"request_id", "routing_key", b"routing_key", "system", b"system", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["engine_options", b"engine_options", "messages", b"messages", "model", b"model", "options", b"options", "prompt", b"prompt", "provider", b"provider", "reasoning", b"reasoning", "request_id", b"request_id", "response_format", b"response_format", "routing_key", b"routing_key", "system", b"system", "task", b"task", "tool_choice", b"tool_choice", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -267,15 +529,103 @@ Global___GenerateStart: _TypeAlias = GenerateStart  # noqa: Y015
 
 @_typing.final
 class TextDelta(_message.Message):
-    """TextDelta is newly generated text."""
+    """TextDelta is newly generated answer text (never reasoning: that is ReasoningDelta)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_FIELD_NUMBER: _builtins.int
+    LOGPROBS_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
+    """text is one or more tokens; several are joined only when the client reads slower
+    than the engine writes.
+    """
+    @_builtins.property
+    def logprobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___TokenLogprob]:
+        """logprobs are the tokens of text with their log probabilities, when options.logprobs is set."""
+
+    def __init__(
+        self,
+        *,
+        text: _builtins.str = ...,
+        logprobs: _abc.Iterable[Global___TokenLogprob] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["logprobs", b"logprobs", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TextDelta: _TypeAlias = TextDelta  # noqa: Y015
+
+@_typing.final
+class TokenLogprob(_message.Message):
+    """TokenLogprob is one generated token's log probability."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    LOGPROB_FIELD_NUMBER: _builtins.int
+    TOP_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """token is the token's text."""
+    logprob: _builtins.float
+    """logprob is its natural-log probability."""
+    @_builtins.property
+    def top(self) -> _containers.RepeatedCompositeFieldContainer[Global___TopLogprob]:
+        """top are the most likely alternatives at this position (options.top_logprobs of them)."""
+
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+        logprob: _builtins.float = ...,
+        top: _abc.Iterable[Global___TopLogprob] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["logprob", b"logprob", "token", b"token", "top", b"top"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TokenLogprob: _TypeAlias = TokenLogprob  # noqa: Y015
+
+@_typing.final
+class TopLogprob(_message.Message):
+    """TopLogprob is one alternative token at a position."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    LOGPROB_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """token is the alternative's text."""
+    logprob: _builtins.float
+    """logprob is its natural-log probability."""
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+        logprob: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["logprob", b"logprob", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TopLogprob: _TypeAlias = TopLogprob  # noqa: Y015
+
+@_typing.final
+class ReasoningDelta(_message.Message):
+    """ReasoningDelta is newly generated thinking, kept apart from the answer (Ollama
+    message.thinking; vLLM delta.reasoning or delta.reasoning_content).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     TEXT_FIELD_NUMBER: _builtins.int
     text: _builtins.str
-    """text is one or more tokens; several are joined only when the client reads slower
-    than the engine writes.
-    """
+    """text is one or more reasoning tokens."""
     def __init__(
         self,
         *,
@@ -287,7 +637,48 @@ class TextDelta(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___TextDelta: _TypeAlias = TextDelta  # noqa: Y015
+Global___ReasoningDelta: _TypeAlias = ReasoningDelta  # noqa: Y015
+
+@_typing.final
+class ToolCallDelta(_message.Message):
+    """ToolCallDelta is a fragment of a tool call. Fragments with the same index belong to one call;
+    the first fragment of a call carries its id and name, later ones only more arguments text.
+    Ollama sends whole calls, each of which becomes a single fragment.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ARGUMENTS_FRAGMENT_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """index is the call's 0-based position among this answer's calls."""
+    id: _builtins.str
+    """id is the call's id, on the call's first fragment (assigned by the router when the engine
+    gives none).
+    """
+    name: _builtins.str
+    """name is the tool's name, on the call's first fragment."""
+    arguments_fragment: _builtins.str
+    """arguments_fragment is the next piece of the arguments JSON text; the pieces of one call
+    joined are its arguments object.
+    """
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        arguments_fragment: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arguments_fragment", b"arguments_fragment", "id", b"id", "index", b"index", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToolCallDelta: _TypeAlias = ToolCallDelta  # noqa: Y015
 
 @_typing.final
 class Usage(_message.Message):
@@ -298,22 +689,29 @@ class Usage(_message.Message):
     PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
     COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
     TOTAL_TOKENS_FIELD_NUMBER: _builtins.int
+    REASONING_TOKENS_FIELD_NUMBER: _builtins.int
     prompt_tokens: _builtins.int
     """prompt_tokens is the number of input tokens."""
     completion_tokens: _builtins.int
     """completion_tokens is the number of generated tokens."""
     total_tokens: _builtins.int
     """total_tokens is prompt_tokens + completion_tokens."""
+    reasoning_tokens: _builtins.int
+    """reasoning_tokens is the part of completion_tokens spent thinking, when the engine reports it
+    (vLLM completion_tokens_details.reasoning_tokens), else the router's count of reasoning
+    deltas.
+    """
     def __init__(
         self,
         *,
         prompt_tokens: _builtins.int = ...,
         completion_tokens: _builtins.int = ...,
         total_tokens: _builtins.int = ...,
+        reasoning_tokens: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_tokens", b"completion_tokens", "prompt_tokens", b"prompt_tokens", "total_tokens", b"total_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_tokens", b"completion_tokens", "prompt_tokens", b"prompt_tokens", "reasoning_tokens", b"reasoning_tokens", "total_tokens", b"total_tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -328,22 +726,36 @@ class Timings(_message.Message):
     TIME_TO_FIRST_TOKEN_MS_FIELD_NUMBER: _builtins.int
     TOTAL_MS_FIELD_NUMBER: _builtins.int
     TOKENS_PER_SECOND_FIELD_NUMBER: _builtins.int
+    TIME_TO_FIRST_REASONING_MS_FIELD_NUMBER: _builtins.int
+    TIME_TO_FIRST_ANSWER_MS_FIELD_NUMBER: _builtins.int
     time_to_first_token_ms: _builtins.float
-    """time_to_first_token_ms is from request receipt to the first text delta."""
+    """time_to_first_token_ms is from request receipt to the first token of any kind (reasoning,
+    text or tool call): a thinking model may stream reasoning for minutes before its answer.
+    """
     total_ms: _builtins.float
     """total_ms is from request receipt to the end of the stream."""
     tokens_per_second: _builtins.float
     """tokens_per_second is completion tokens over the generation time after the first token."""
+    time_to_first_reasoning_ms: _builtins.float
+    """time_to_first_reasoning_ms is from request receipt to the first reasoning delta; 0 when
+    the model did not think.
+    """
+    time_to_first_answer_ms: _builtins.float
+    """time_to_first_answer_ms is from request receipt to the first text or tool-call delta; 0
+    when there was none.
+    """
     def __init__(
         self,
         *,
         time_to_first_token_ms: _builtins.float = ...,
         total_ms: _builtins.float = ...,
         tokens_per_second: _builtins.float = ...,
+        time_to_first_reasoning_ms: _builtins.float = ...,
+        time_to_first_answer_ms: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["time_to_first_token_ms", b"time_to_first_token_ms", "tokens_per_second", b"tokens_per_second", "total_ms", b"total_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["time_to_first_answer_ms", b"time_to_first_answer_ms", "time_to_first_reasoning_ms", b"time_to_first_reasoning_ms", "time_to_first_token_ms", b"time_to_first_token_ms", "tokens_per_second", b"tokens_per_second", "total_ms", b"total_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -359,8 +771,16 @@ class GenerateEnd(_message.Message):
     USAGE_FIELD_NUMBER: _builtins.int
     TIMINGS_FIELD_NUMBER: _builtins.int
     CONTINUATIONS_FIELD_NUMBER: _builtins.int
+    RAW_FINISH_REASON_FIELD_NUMBER: _builtins.int
+    STOP_SEQUENCE_FIELD_NUMBER: _builtins.int
     finish_reason: Global___FinishReason.ValueType
     """finish_reason says why generation stopped."""
+    raw_finish_reason: _builtins.str
+    """raw_finish_reason is the engine's own word (Ollama done_reason, vLLM finish_reason)."""
+    stop_sequence: _builtins.str
+    """stop_sequence is the stop string that ended the answer, when the engine reports it (vLLM
+    stop_reason).
+    """
     @_builtins.property
     def usage(self) -> Global___Usage:
         """usage counts tokens as reported by the engine."""
@@ -383,10 +803,12 @@ class GenerateEnd(_message.Message):
         usage: Global___Usage | None = ...,
         timings: Global___Timings | None = ...,
         continuations: _abc.Iterable[Global___Continuation] | None = ...,
+        raw_finish_reason: _builtins.str = ...,
+        stop_sequence: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["timings", b"timings", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["continuations", b"continuations", "finish_reason", b"finish_reason", "timings", b"timings", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["continuations", b"continuations", "finish_reason", b"finish_reason", "raw_finish_reason", b"raw_finish_reason", "stop_sequence", b"stop_sequence", "timings", b"timings", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -445,6 +867,8 @@ class GenerateResponse(_message.Message):
     START_FIELD_NUMBER: _builtins.int
     DELTA_FIELD_NUMBER: _builtins.int
     END_FIELD_NUMBER: _builtins.int
+    REASONING_FIELD_NUMBER: _builtins.int
+    TOOL_CALL_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def start(self) -> Global___GenerateStart:
         """start is always the first message."""
@@ -457,18 +881,28 @@ class GenerateResponse(_message.Message):
     def end(self) -> Global___GenerateEnd:
         """end is always the last message of a successful stream."""
 
+    @_builtins.property
+    def reasoning(self) -> Global___ReasoningDelta:
+        """reasoning carries thinking, before the answer."""
+
+    @_builtins.property
+    def tool_call(self) -> Global___ToolCallDelta:
+        """tool_call carries a fragment of a tool call."""
+
     def __init__(
         self,
         *,
         start: Global___GenerateStart | None = ...,
         delta: Global___TextDelta | None = ...,
         end: Global___GenerateEnd | None = ...,
+        reasoning: Global___ReasoningDelta | None = ...,
+        tool_call: Global___ToolCallDelta | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "end", b"end", "event", b"event", "start", b"start"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "end", b"end", "event", b"event", "reasoning", b"reasoning", "start", b"start", "tool_call", b"tool_call"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "end", b"end", "event", b"event", "start", b"start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "end", b"end", "event", b"event", "reasoning", b"reasoning", "start", b"start", "tool_call", b"tool_call"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["start", "delta", "end"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["start", "delta", "end", "reasoning", "tool_call"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -485,6 +919,8 @@ class EmbedRequest(_message.Message):
     INPUTS_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
     PROVIDER_FIELD_NUMBER: _builtins.int
+    DIMENSIONS_FIELD_NUMBER: _builtins.int
+    TRUNCATE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """request_id identifies the call; generated when empty."""
     routing_key: _builtins.str
@@ -497,6 +933,14 @@ class EmbedRequest(_message.Message):
     """
     provider: _common_pb2.Provider.ValueType
     """provider pins the engine; unset lets the router choose."""
+    dimensions: _builtins.int
+    """dimensions shortens each vector to its first N components, renormalised (Ollama
+    dimensions; vLLM dimensions, Matryoshka models only); unset is the model's size.
+    """
+    truncate: _builtins.bool
+    """truncate: true (the default) cuts an input past the model's context; false makes such an
+    input an error (Ollama truncate; vLLM truncate_prompt_tokens).
+    """
     @_builtins.property
     def inputs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """inputs are the texts to embed: at least one, at most max_embed_inputs (256 by default),
@@ -511,12 +955,21 @@ class EmbedRequest(_message.Message):
         inputs: _abc.Iterable[_builtins.str] | None = ...,
         model: _builtins.str = ...,
         provider: _common_pb2.Provider.ValueType = ...,
+        dimensions: _builtins.int | None = ...,
+        truncate: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions", "_truncate", b"_truncate", "dimensions", b"dimensions", "truncate", b"truncate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["inputs", b"inputs", "model", b"model", "provider", b"provider", "request_id", b"request_id", "routing_key", b"routing_key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions", "_truncate", b"_truncate", "dimensions", b"dimensions", "inputs", b"inputs", "model", b"model", "provider", b"provider", "request_id", b"request_id", "routing_key", b"routing_key", "truncate", b"truncate"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__dimensions: _TypeAlias = _typing.Literal["dimensions"]  # noqa: Y015
+    _WhichOneofArgType__dimensions: _TypeAlias = _typing.Literal["_dimensions", b"_dimensions"]  # noqa: Y015
+    _WhichOneofReturnType__truncate: _TypeAlias = _typing.Literal["truncate"]  # noqa: Y015
+    _WhichOneofArgType__truncate: _TypeAlias = _typing.Literal["_truncate", b"_truncate"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__dimensions) -> _WhichOneofReturnType__dimensions | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__truncate) -> _WhichOneofReturnType__truncate | None: ...
 
 Global___EmbedRequest: _TypeAlias = EmbedRequest  # noqa: Y015
 

@@ -61,8 +61,8 @@ class RouterServiceServicer:
     """
 
     def Generate(self, request, context):
-        """Generate streams one completion: a GenerateStart, then TextDelta messages as tokens
-        arrive, then a GenerateEnd. A failure after the first delta ends the stream with an
+        """Generate streams one completion: a GenerateStart, then ReasoningDelta, TextDelta and
+        ToolCallDelta messages as tokens arrive, then a GenerateEnd. A failure after the first delta ends the stream with an
         error status (never a silent truncation).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -37,8 +37,8 @@ class RouterServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> RouterServiceAsyncStub: ...
     Generate: _grpc.UnaryStreamMultiCallable[_router_pb2.GenerateRequest, _router_pb2.GenerateResponse]
-    """Generate streams one completion: a GenerateStart, then TextDelta messages as tokens
-    arrive, then a GenerateEnd. A failure after the first delta ends the stream with an
+    """Generate streams one completion: a GenerateStart, then ReasoningDelta, TextDelta and
+    ToolCallDelta messages as tokens arrive, then a GenerateEnd. A failure after the first delta ends the stream with an
     error status (never a silent truncation).
     """
     Embed: _grpc.UnaryUnaryMultiCallable[_router_pb2.EmbedRequest, _router_pb2.EmbedResponse]
@@ -57,8 +57,8 @@ class RouterServiceAsyncStub(RouterServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Generate: _aio.UnaryStreamMultiCallable[_router_pb2.GenerateRequest, _router_pb2.GenerateResponse]  # type: ignore[assignment]
-    """Generate streams one completion: a GenerateStart, then TextDelta messages as tokens
-    arrive, then a GenerateEnd. A failure after the first delta ends the stream with an
+    """Generate streams one completion: a GenerateStart, then ReasoningDelta, TextDelta and
+    ToolCallDelta messages as tokens arrive, then a GenerateEnd. A failure after the first delta ends the stream with an
     error status (never a silent truncation).
     """
     Embed: _aio.UnaryUnaryMultiCallable[_router_pb2.EmbedRequest, _router_pb2.EmbedResponse]  # type: ignore[assignment]
@@ -80,8 +80,8 @@ class RouterServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _router_pb2.GenerateRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_router_pb2.GenerateResponse], _abc.AsyncIterator[_router_pb2.GenerateResponse]]:
-        """Generate streams one completion: a GenerateStart, then TextDelta messages as tokens
-        arrive, then a GenerateEnd. A failure after the first delta ends the stream with an
+        """Generate streams one completion: a GenerateStart, then ReasoningDelta, TextDelta and
+        ToolCallDelta messages as tokens arrive, then a GenerateEnd. A failure after the first delta ends the stream with an
         error status (never a silent truncation).
         """
 
