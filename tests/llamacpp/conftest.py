@@ -81,13 +81,13 @@ def start_llama_server(bin_path: Path, model: Path, log: Path, *args: str) -> Ll
     loaded); fails with the server's log when it exits or does not become ready."""
     for _ in range(3):  # the free port may be taken before the server binds it
         port = _free_port()
-        out = log.open("wb")
         argv = [str(bin_path), "-m", str(model), "--host", "127.0.0.1", "--port", str(port)]
-        process = subprocess.Popen(
-            [*argv, "-t", "1", "-np", "2", "-c", "2048", "--no-webui", *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        with log.open("wb") as out:  # the server keeps its own descriptor of the log
+            process = subprocess.Popen(
+                [*argv, "-t", "1", "-np", "2", "-c", "2048", "--no-webui", *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         server = LlamaServer(process, f"http://127.0.0.1:{port}", log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and process.poll() is None:
