@@ -62,6 +62,7 @@ async def embed_attempts(
                             len(inputs),
                             cand.provider,
                             cand.engine_model,
+                            dimensions,
                         )
                     except RouterError as err:
                         d.fail(breaker, err, cand, attempt, life, Outcome.ENGINE_ERROR)

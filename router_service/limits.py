@@ -74,11 +74,16 @@ def embed_size_violations(req: router_pb2.EmbedRequest, max_inputs: int) -> list
 
 
 def check_embedding(
-    out: EmbedOutput, model: str, inputs: int, provider: str, engine_model: str
+    out: EmbedOutput,
+    model: str,
+    inputs: int,
+    provider: str,
+    engine_model: str,
+    dimensions: int | None = None,
 ) -> EmbedOutput:
-    """``out`` when it is a sane answer for ``inputs`` texts of logical ``model``; raises
-    LLM_INVALID_RESPONSE otherwise."""
-    expected = DEFAULT_EMBEDDING_DIMENSIONS.get(model)
+    """``out`` when it is a sane answer for ``inputs`` texts of logical ``model`` (shortened to
+    ``dimensions`` when the request asked for that); raises LLM_INVALID_RESPONSE otherwise."""
+    expected = dimensions or DEFAULT_EMBEDDING_DIMENSIONS.get(model)
     problem = ""
     lengths = {len(v) for v in out.vectors}
     if len(out.vectors) != inputs:
