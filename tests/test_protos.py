@@ -57,7 +57,7 @@ def test_buf_breaking_allows_an_added_field_and_refuses_a_renumbered_one(tmp_pat
     shutil.copytree(Path(ROOT, "protos"), protos, ignore=shutil.ignore_patterns("baseline"))
     router = protos / "llmgateway" / "v1" / "router.proto"
     original = router.read_text()
-    anchor = "  Provider provider = 5;\n}\n"
+    anchor = "  optional bool truncate = 7;\n}\n"  # the end of EmbedRequest
     assert anchor in original
     added = anchor.replace("}", "  // tag is a new, documented field.\n  string tag = 99;\n}")
     router.write_text(original.replace(anchor, added, 1))

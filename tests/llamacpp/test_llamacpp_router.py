@@ -105,8 +105,10 @@ async def test_a_tool_call_streams_as_tool_call_deltas_and_ends_with_tool_calls(
 
 async def test_embeddings_come_back_normalised(engines: Engines) -> None:
     async with router_for(engines.embed) as r:
+        # The tiny model's vectors have 64 components where the catalogue's mxbai-embed-large
+        # has 1024: asking for 64 is what makes the router's size check expect them.
         resp = await r.stub.Embed(
-            router_pb2.EmbedRequest(inputs=["alpha beta", "gamma"], provider=VLLM)
+            router_pb2.EmbedRequest(inputs=["alpha beta", "gamma"], provider=VLLM, dimensions=64)
         )
     assert resp.provider == VLLM
     a, b = (list(e.values) for e in resp.embeddings)
