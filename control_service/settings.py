@@ -9,17 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from control_service.authz import Credentials, build_credentials
 from control_service.state import SEED_SPLIT_STEPS
 from control_service.store._upkeep import DAY, Retention
 from control_service.store.etcd_url import parse_endpoints
-from llmcore.settings import YamlFileSettings
+from llmcore.settings import EngineUrlSettings
 
 
-class ControlSettings(YamlFileSettings):
+class ControlSettings(EngineUrlSettings):
     """Everything the control service process needs."""
 
     model_config = SettingsConfigDict(env_prefix="LLM_CONTROL_", extra="forbid")
@@ -85,15 +85,7 @@ class ControlSettings(YamlFileSettings):
     # Stats reports: a count above this in one report is refused (and so is the session).
     max_report_count: int = Field(default=10_000_000, ge=1)
 
-    # Engines, probed for GetHealth. The unprefixed names are what operators already use.
-    ollama_base_url: str = Field(
-        default="http://127.0.0.1:11434",
-        validation_alias=AliasChoices("ollama_base_url", "OLLAMA_BASE_URL"),
-    )
-    vllm_base_url: str = Field(
-        default="http://127.0.0.1:8000",
-        validation_alias=AliasChoices("vllm_base_url", "VLLM_BASE_URL"),
-    )
+    # Engines, probed for GetHealth: ollama_base_url and vllm_base_url (EngineUrlSettings).
     probe_timeout_s: float = Field(default=0.3, gt=0)
     probe_cache_s: float = Field(default=2.0, ge=0)
     store_health_timeout_s: float = Field(default=0.3, gt=0)
@@ -168,13 +160,6 @@ class ControlSettings(YamlFileSettings):
     metrics_port: int | None = Field(default=None, le=65535)
     # vLLM's own /metrics is read this often (cache hit rate, queue depth); 0: never.
     vllm_metrics_interval_s: float = Field(default=5.0, ge=0)
-
-    @field_validator("ollama_base_url", "vllm_base_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
-        return v.rstrip("/")
 
     @field_validator("store")
     @classmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -50,3 +51,29 @@ class YamlFileSettings(BaseSettings):
             # The library skips a missing file silently; a file the operator named must exist.
             raise FileNotFoundError(f"config file not found: {path}")
         return (init_settings, env_settings, _MappingYamlSource(settings_cls, yaml_file=path))
+
+
+def http_url(value: str) -> str:
+    """An engine URL: http:// or https://, without a trailing slash (paths are appended)."""
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+class EngineUrlSettings(YamlFileSettings):
+    """The two engines' URLs, which both services read. The unprefixed environment names
+    (``OLLAMA_BASE_URL``, ``VLLM_BASE_URL``) are what operators already use."""
+
+    ollama_base_url: str = Field(
+        default="http://127.0.0.1:11434",
+        validation_alias=AliasChoices("ollama_base_url", "OLLAMA_BASE_URL"),
+    )
+    vllm_base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        validation_alias=AliasChoices("vllm_base_url", "VLLM_BASE_URL"),
+    )
+
+    @field_validator("ollama_base_url", "vllm_base_url")
+    @classmethod
+    def _engine_url(cls, v: str) -> str:
+        return http_url(v)

@@ -13,7 +13,7 @@ import grpc
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from llmcore.settings import YamlFileSettings
+from llmcore.settings import EngineUrlSettings
 from llmcore.vocabulary import ProviderName, TaskName
 from router_service.catalog import (
     DEFAULT_ENGINE_NAMES,
@@ -25,7 +25,7 @@ from router_service.lifecycle.timeouts import StreamTimeouts
 from router_service.limits import MAX_STOP_SEQUENCES, max_receive_bytes
 
 
-class RouterSettings(YamlFileSettings):
+class RouterSettings(EngineUrlSettings):
     """Everything the router process needs; see README "Configuration"."""
 
     model_config = SettingsConfigDict(env_prefix="LLM_ROUTER_", extra="forbid")
@@ -35,15 +35,7 @@ class RouterSettings(YamlFileSettings):
     port: int = Field(default=50051, ge=0, le=65535)
     grace_period_s: float = Field(default=10.0, ge=0)
 
-    # Engines. The unprefixed names are what operators already use for Ollama and vLLM.
-    ollama_base_url: str = Field(
-        default="http://127.0.0.1:11434",
-        validation_alias=AliasChoices("ollama_base_url", "OLLAMA_BASE_URL"),
-    )
-    vllm_base_url: str = Field(
-        default="http://127.0.0.1:8000",
-        validation_alias=AliasChoices("vllm_base_url", "VLLM_BASE_URL"),
-    )
+    # Engines: ollama_base_url and vllm_base_url come from EngineUrlSettings (llmcore).
     # Engine pools (docs/pools.md): comma-separated replica URLs; when set they replace the
     # single URL above. A DNS URL (http://NAME:PORT, a Kubernetes headless service) adds the
     # addresses NAME resolves to, re-resolved every dns_refresh_s.
@@ -165,13 +157,6 @@ class RouterSettings(YamlFileSettings):
     metrics_port: int | None = Field(default=None, le=65535)
     # Prompt and completion text on spans (gen_ai.input/output.messages): opt-in only.
     trace_content: bool = False
-
-    @field_validator("ollama_base_url", "vllm_base_url")
-    @classmethod
-    def _strip_slash(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
-        return v.rstrip("/")
 
     @field_validator("ollama_base_urls", "vllm_base_urls")
     @classmethod
