@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from control_service import convert
 from control_service.auth import AuthInterceptor
+from control_service.authz import Credentials
 from control_service.controller import Controller
 from control_service.gpu import GB, GpuBackend, GpuMonitor
 from control_service.gpu_service import GpuService, MonitorVramSource, build_monitor
@@ -41,14 +42,12 @@ from control_service.store.factory import open_store
 from control_service.telemetry import ControlStateCollector, RollbackObserver, VllmMetricsReader
 from llmcore import serving
 from llmcore.decode_guard import DecodeGuard
-from llmcore.serving import GrpcServer, ServedApp, ServerConfig, start_server
+from llmcore.serving import GrpcServer, ServedApp, ServerConfig, start_server, start_tracing
 from llmcore.telemetry import (
     MetricsServer,
-    build_tracer_provider,
     get_tracer,
     server_interceptors,
     start_metrics_server,
-    tracing_endpoint,
 )
 
 log = logging.getLogger(__name__)
@@ -98,6 +97,25 @@ def server_credentials(settings: ControlSettings) -> grpc.ServerCredentials | No
     return serving.server_credentials(
         settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file
     )
+
+
+def _credentials(settings: ControlSettings) -> Credentials:
+    """The credentials calls are checked against; none at all is refused unless ``insecure``."""
+    credentials = settings.credentials()
+    if credentials.empty and not credentials.insecure:
+        raise ValueError(
+            "no credentials configured: set auth_token, reader_token, router_token, "
+            "credentials_file or mTLS (tls_client_ca_file), or insecure=true for a dev setup "
+            "(docs/security.md)"
+        )
+    if credentials.insecure:
+        log.warning(
+            "INSECURE: ControlService calls without a credential are allowed (insecure=true); "
+            "anyone who can reach %s:%d can change the fleet's config",
+            settings.host,
+            settings.port,
+        )
+    return credentials
 
 
 def _gonogo(
@@ -190,27 +208,10 @@ async def start_control(
     ``control_service.gpu.fake``) to the one ``settings.gpu_backend`` names; ``vram_source``
     feeds the go/no-go gate's VRAM criterion (default: the GPU monitor's history; no telemetry:
     INCONCLUSIVE, "no GPU telemetry"). A failure at any step stops what was started."""
-    credentials = settings.credentials()
-    if credentials.empty and not credentials.insecure:
-        raise ValueError(
-            "no credentials configured: set auth_token, reader_token, router_token, "
-            "credentials_file or mTLS (tls_client_ca_file), or insecure=true for a dev setup "
-            "(docs/security.md)"
-        )
-    if credentials.insecure:
-        log.warning(
-            "INSECURE: ControlService calls without a credential are allowed (insecure=true); "
-            "anyone who can reach %s:%d can change the fleet's config",
-            settings.host,
-            settings.port,
-        )
+    credentials = _credentials(settings)
     async with contextlib.AsyncExitStack() as stack:
         if tracer_provider is None:
-            tracer_provider = build_tracer_provider(
-                "llm-control", tracing_endpoint(settings.otlp_endpoint)
-            )
-            if tracer_provider is not None:
-                stack.callback(tracer_provider.shutdown)
+            tracer_provider = start_tracing(stack, "llm-control", settings.otlp_endpoint)
         tracer = get_tracer(tracer_provider)
         store = store if store is not None else open_store(settings)
         stack.push_async_callback(store.close)
@@ -276,9 +277,7 @@ async def start_control(
             parity=parity,
             identify=auth.principal,
             session_policy=SessionPolicy(
-                principal=auth.principal,
-                record=controller.record,
-                max_report_count=settings.max_report_count,
+                auth.principal, controller.record, settings.max_report_count
             ),
             stats_sink=ha.relay.publish if ha is not None else None,
             session_catch_up_s=2.0 if ha is not None else 0.0,

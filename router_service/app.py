@@ -13,7 +13,14 @@ from prometheus_client import CollectorRegistry
 
 from clients.gen.llmgateway.v1 import router_pb2, router_pb2_grpc
 from llmcore.decode_guard import DecodeGuard
-from llmcore.serving import GrpcServer, ServedApp, ServerConfig, service_names, start_server
+from llmcore.serving import (
+    GrpcServer,
+    ServedApp,
+    ServerConfig,
+    service_names,
+    start_server,
+    start_tracing,
+)
 from llmcore.vocabulary import ProviderName
 from router_service.api_keys import ApiKeyInterceptor, load_api_keys
 from router_service.breaker import BreakerPolicy, Breakers
@@ -49,12 +56,10 @@ from router_service.telemetry import (
     RouterMetrics,
     RouterStateCollector,
     RouterStateReaders,
-    build_tracer_provider,
     client_interceptors,
     get_tracer,
     server_interceptors,
     start_metrics_server,
-    tracing_endpoint,
 )
 
 log = logging.getLogger(__name__)
@@ -234,11 +239,7 @@ async def start_router(
     given by the caller are closed on stop too. A failure at any step stops what was started."""
     async with contextlib.AsyncExitStack() as stack:
         if tracer_provider is None:
-            tracer_provider = build_tracer_provider(
-                "llm-router", tracing_endpoint(settings.otlp_endpoint)
-            )
-            if tracer_provider is not None:
-                stack.callback(tracer_provider.shutdown)  # flushes what is batched
+            tracer_provider = start_tracing(stack, "llm-router", settings.otlp_endpoint)
         tracer = get_tracer(tracer_provider)
         registry = CollectorRegistry()
         metrics = RouterMetrics(registry)

@@ -1,7 +1,7 @@
 """The gRPC server bootstrap both services use (:func:`start_server`) and the process loop that
 drains on SIGTERM (:func:`run_until_signalled`)."""
 
-from llmcore.serving._app import ServedApp
+from llmcore.serving._app import ServedApp, start_tracing
 from llmcore.serving._server import (
     GrpcServer,
     ServerConfig,
@@ -19,4 +19,5 @@ __all__ = [
     "server_credentials",
     "service_names",
     "start_server",
+    "start_tracing",
 ]

@@ -7,9 +7,21 @@ import contextlib
 
 import grpc
 from grpc_health.v1 import health
+from opentelemetry.sdk.trace import TracerProvider
 
 from llmcore.serving._server import GrpcServer
-from llmcore.telemetry import MetricsServer
+from llmcore.telemetry import MetricsServer, build_tracer_provider, tracing_endpoint
+
+
+def start_tracing(
+    stack: contextlib.AsyncExitStack, service_name: str, otlp_endpoint: str
+) -> TracerProvider | None:
+    """The service's tracer provider from its setting and ``OTEL_*`` (None: tracing off), shut
+    down (which flushes what is batched) when ``stack`` closes."""
+    provider = build_tracer_provider(service_name, tracing_endpoint(otlp_endpoint))
+    if provider is not None:
+        stack.callback(provider.shutdown)
+    return provider
 
 
 class ServedApp:
