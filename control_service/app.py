@@ -16,9 +16,10 @@ from control_service import convert
 from control_service.auth import AuthInterceptor
 from control_service.authz import Credentials
 from control_service.controller import Controller
+from control_service.engines import EngineDirectory, ReplicaEvidenceBook
 from control_service.gpu import GB, GpuBackend, GpuMonitor
 from control_service.gpu_service import GpuService, MonitorVramSource, build_monitor
-from control_service.health import EngineProber, HealthAggregator, engine_probe_urls
+from control_service.health import EngineProber, HealthAggregator
 from control_service.hub import Hub
 from control_service.leadership.replica import Replica
 from control_service.leadership.setup import HaParts
@@ -83,6 +84,8 @@ class ControlApp(ServedApp):
     rollback: RollbackLoop | None = field(default=None, kw_only=True)
     gonogo: GoNoGo | None = field(default=None, kw_only=True)
     shadow: ShadowStore | None = field(default=None, kw_only=True)
+    # Engine pools: every replica and the routers' per-replica evidence (docs/pools.md).
+    engines: EngineDirectory | None = field(default=None, kw_only=True)
     # Observability: the Prometheus registry, its endpoint, the vLLM metrics reader, tracing.
     registry: CollectorRegistry = field(default_factory=CollectorRegistry, kw_only=True)
     metrics_server: MetricsServer | None = field(default=None, kw_only=True)
@@ -241,11 +244,19 @@ async def start_control(
         if http_client is None:
             http_client = httpx.AsyncClient()
             stack.push_async_callback(http_client.aclose)
+        engines = EngineDirectory(
+            http_client,
+            settings.replica_urls(),
+            lambda: controller.current.state.flags,
+            ReplicaEvidenceBook(),
+            timeout_s=max(settings.probe_timeout_s, 0.5),
+        )
         prober = EngineProber(
             http_client,
-            engine_probe_urls(settings.ollama_base_url, settings.vllm_base_url),
+            {},  # every replica of each pool, the single URLs included (docs/pools.md)
             timeout_s=settings.probe_timeout_s,
             cache_s=settings.probe_cache_s,
+            replicas=engines.probe_targets,
         )
         stack.push_async_callback(prober.aclose)
         aggregator = HealthAggregator(
@@ -281,6 +292,7 @@ async def start_control(
             ),
             stats_sink=ha.relay.publish if ha is not None else None,
             session_catch_up_s=2.0 if ha is not None else 0.0,
+            engines=engines,
         )
         config = _server_config(settings, tracer_provider, auth)
         server = await start_server(stack, config, lambda s: add_to_server(servicer, s))
@@ -333,6 +345,7 @@ async def start_control(
             rollback=rollback,
             gonogo=gonogo,
             shadow=shadow,
+            engines=engines,
             registry=registry,
             metrics_server=metrics_server,
             vllm_metrics=vllm_metrics,

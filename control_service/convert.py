@@ -23,6 +23,7 @@ from control_service.state import (
     AuditEvent,
     Catalog,
     ComponentProvider,
+    EngineReplica,
     Flags,
     Migration,
     Phase,
@@ -134,6 +135,11 @@ def flags_to_proto(f: Flags) -> control_pb2.Flags:
             for o in f.stream_timeouts
         ],
         continuation_disabled=f.continuation_disabled,
+        replicas=[
+            control_pb2.EngineReplica(provider=PROVIDER_TO_PROTO[r.provider], url=r.url)
+            for r in f.replicas
+        ],
+        drained_replicas=list(f.drained_replicas),
         shadow_semantic=control_pb2.ShadowSemantic(
             sample_rate=f.shadow_semantic.sample_rate,
             model=f.shadow_semantic.model,
@@ -271,6 +277,21 @@ def _provider(value: int, path: str, out: list[FieldViolation]) -> ProviderName 
     return PROVIDER_FROM_PROTO[value]
 
 
+def _replicas(
+    msgs: Iterable[control_pb2.EngineReplica], out: list[FieldViolation]
+) -> tuple[EngineReplica, ...]:
+    """Pushed pool replicas; the engine must be named (the URL is checked by validation)."""
+    replicas: list[EngineReplica] = []
+    for i, m in enumerate(msgs):
+        provider = _provider(m.provider, f"flags.replicas[{i}].provider", out)
+        if provider is None:
+            if m.provider in PROVIDER_FROM_PROTO:
+                out.append(FieldViolation(f"flags.replicas[{i}].provider", "must name an engine"))
+            continue
+        replicas.append(EngineReplica(provider, m.url))
+    return tuple(replicas)
+
+
 def _stream_task(value: int, path: str, out: list[FieldViolation]) -> TaskName:
     task = _STREAM_TASKS.get(value)
     if task is None:
@@ -331,6 +352,8 @@ def flags_from_proto(msg: control_pb2.Flags) -> Flags:
             for i, o in enumerate(msg.stream_timeouts)
         ),
         continuation_disabled=msg.continuation_disabled,
+        replicas=_replicas(msg.replicas, bad),
+        drained_replicas=tuple(msg.drained_replicas),
         shadow_semantic=ShadowSemantic(
             sample_rate=msg.shadow_semantic.sample_rate,
             model=msg.shadow_semantic.model,

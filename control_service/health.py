@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import httpx
@@ -38,13 +38,6 @@ class ComponentHealth:
     latency_ms: float = 0.0
 
 
-def engine_probe_urls(ollama_base_url: str, vllm_base_url: str) -> dict[str, str]:
-    return {
-        "ollama": ollama_base_url.rstrip("/") + "/",
-        "vllm": vllm_base_url.rstrip("/") + "/health",
-    }
-
-
 def vllm_in_use(state: DesiredState) -> bool:
     """Whether vLLM answers or receives mirrored traffic in ``state``."""
     m, f = state.migration, state.flags
@@ -68,9 +61,12 @@ class EngineProber:
         timeout_s: float = 0.3,
         cache_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        replicas: Callable[[], Mapping[str, Sequence[str]]] | None = None,
     ) -> None:
         self._client = client
         self._urls = dict(urls)
+        # Engine pools (docs/pools.md): more liveness URLs per engine, read at each round.
+        self._replicas = replicas
         self._timeout_s = timeout_s
         self._cache_s = cache_s
         self._clock = clock
@@ -93,11 +89,30 @@ class EngineProber:
         return await asyncio.shield(self._inflight)
 
     async def _probe_all(self) -> list[ComponentHealth]:
+        targets = {name: [url] for name, url in self._urls.items()}
+        for name, urls in (self._replicas() if self._replicas else {}).items():
+            listed = targets.setdefault(name, [])
+            listed.extend(u for u in urls if u not in listed)
         results = list(
-            await asyncio.gather(*(self._probe(name, url) for name, url in self._urls.items()))
+            await asyncio.gather(*(self._probe_pool(n, urls) for n, urls in targets.items()))
         )
         self._cached = (self._clock(), results)
         return results
+
+    async def _probe_pool(self, name: str, urls: Sequence[str]) -> ComponentHealth:
+        """An engine of several replicas is up while one is (the rollback rules judge the
+        engine); the down ones are named in the detail."""
+        if len(urls) == 1:
+            return await self._probe(name, urls[0])
+        parts = await asyncio.gather(*(self._probe(name, u) for u in urls))
+        up = [p for p in parts if p.status is Health.OK]
+        down = "; ".join(p.detail for p in parts if p.status is not Health.OK)
+        if not up:
+            return ComponentHealth(
+                f"engine/{name}", Health.DOWN, down, max(p.latency_ms for p in parts)
+            )
+        detail = f"{len(parts) - len(up)} of {len(parts)} replicas down: {down}" if down else ""
+        return ComponentHealth(f"engine/{name}", Health.OK, detail, min(p.latency_ms for p in up))
 
     async def _probe(self, name: str, url: str) -> ComponentHealth:
         t0 = time.perf_counter()

@@ -12,6 +12,8 @@ from clients.gen.llmgateway.v1 import control_pb2
 from control_service import convert, gpu_convert, phases
 from control_service.authz import ANONYMOUS, Principal
 from control_service.controller import Controller
+from control_service.engines import EngineDirectory
+from control_service.engines_rpc import EnginePoolRpcs
 from control_service.errors import ControlError, FieldViolation, InvalidChange
 from control_service.gpu_service import GpuService
 from control_service.grpc_errors import to_status
@@ -60,7 +62,7 @@ def _meta(meta: control_pb2.ChangeMeta, caller: Principal = ANONYMOUS) -> Change
     return ChangeMeta(caller.identity, meta.reason, meta.expected_version, actor_note=note)
 
 
-class ControlServicer:
+class ControlServicer(EnginePoolRpcs):
     """Implements every ControlService RPC (checked against the descriptor at registration)."""
 
     def __init__(
@@ -78,6 +80,7 @@ class ControlServicer:
         stats_sink: StatsSink | None = None,
         session_catch_up_s: float = 0.0,
         parity: ParityService | None = None,
+        engines: EngineDirectory | None = None,
     ) -> None:
         self._controller = controller
         # Who the caller is (control_service.auth); None: everyone is anonymous (no credentials).
@@ -92,6 +95,8 @@ class ControlServicer:
         self._parity = parity
         # A bound coroutine function: grpc.aio picks the reader/writer API by inspecting it.
         self._shadow = shadow if shadow is not None else ShadowStore()
+        # Engine pools (control_service.engines_rpc): every replica, and the routers' evidence.
+        self._engines = engines
         self.RouterSession = SessionHandler(
             hub,
             stats,
@@ -99,6 +104,7 @@ class ControlServicer:
             session_policy,
             sink=stats_sink,
             catch_up_s=session_catch_up_s,
+            replicas=engines.evidence if engines is not None else None,
         ).handle
 
     async def _call(self, context: Context, fn: Callable[[], Awaitable[T]]) -> T:
@@ -115,6 +121,9 @@ class ControlServicer:
 
     def _snapshot(self, snap: Snapshot) -> control_pb2.ConfigSnapshot:
         return convert.snapshot_to_proto(snap)
+
+    def _change_meta(self, meta: control_pb2.ChangeMeta, context: Context) -> ChangeMeta:
+        return _meta(meta, self._identify(context))
 
     async def _verb(
         self, context: Context, meta: control_pb2.ChangeMeta, verb: Callable[[], phases.Verb]

@@ -19,6 +19,7 @@ import grpc
 
 from clients.gen.llmgateway.v1 import control_pb2
 from control_service.authz import ANONYMOUS, NAME_RE, Principal
+from control_service.engines import ReplicaEvidenceBook
 from control_service.errors import FieldViolation, InvalidChange
 from control_service.grpc_errors import to_status
 from control_service.hub import Hub, HubFull, IdInUse, RouterRecord, Session
@@ -61,8 +62,10 @@ class SessionHandler:
         policy: SessionPolicy | None = None,
         sink: StatsSink | None = None,
         catch_up_s: float = 0.0,
+        replicas: ReplicaEvidenceBook | None = None,
     ) -> None:
         self._hub = hub
+        self._replicas = replicas  # per-replica evidence of engine pools (docs/pools.md)
         self._stats = stats
         self._shadow = shadow
         self._policy = policy or SessionPolicy()
@@ -169,6 +172,8 @@ class SessionHandler:
                         await self._refuse(session, bad)
                         return
                     self._sink(router_id, req.stats)
+                    if self._replicas is not None:
+                        self._replicas.add(router_id, req.stats.replicas)
                 self._hub.seen(session)
         except asyncio.CancelledError:
             raise

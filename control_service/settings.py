@@ -17,6 +17,7 @@ from control_service.state import SEED_SPLIT_STEPS
 from control_service.store._upkeep import DAY, Retention
 from control_service.store.etcd_url import parse_endpoints
 from llmcore.settings import EngineUrlSettings
+from llmcore.vocabulary import ProviderName
 
 
 class ControlSettings(EngineUrlSettings):
@@ -85,7 +86,8 @@ class ControlSettings(EngineUrlSettings):
     # Stats reports: a count above this in one report is refused (and so is the session).
     max_report_count: int = Field(default=10_000_000, ge=1)
 
-    # Engines, probed for GetHealth: ollama_base_url and vllm_base_url (EngineUrlSettings).
+    # Engines, probed for GetHealth: ollama_base_url(s) and vllm_base_url(s) (EngineUrlSettings);
+    # every replica of a pool is probed (docs/pools.md).
     probe_timeout_s: float = Field(default=0.3, gt=0)
     probe_cache_s: float = Field(default=2.0, ge=0)
     store_health_timeout_s: float = Field(default=0.3, gt=0)
@@ -173,6 +175,10 @@ class ControlSettings(EngineUrlSettings):
         return v
 
     @property
+    def replica_urls(self) -> dict[ProviderName, list[str]]:
+        """Each engine's replicas from the settings: the list, else the single URL."""
+        return {"ollama": self.engine_replicas("ollama"), "vllm": self.engine_replicas("vllm")}
+
     def etcd_endpoints(self) -> list[str]:
         """The etcd members named by ``store`` (empty: SQLite)."""
         return parse_endpoints(self.store) if self.store else []

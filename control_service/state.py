@@ -101,6 +101,14 @@ class StreamTimeoutOverride:
 
 
 @dataclass(frozen=True, slots=True)
+class EngineReplica:
+    """One engine-pool replica pushed to every router (docs/pools.md)."""
+
+    provider: ProviderName
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
 class Flags:
     """Seed 5.2 ``LLMProviderConfig`` without the vLLM share (owned by :class:`Migration`).
 
@@ -134,6 +142,10 @@ class Flags:
     shadow_judge: ShadowJudge = field(default_factory=ShadowJudge)
     # Per-task request defaults (reasoning, response format, engine options such as num_ctx).
     task_defaults: tuple[TaskDefaultsEntry, ...] = ()
+    # Engine pools (docs/pools.md): replicas every router adds, and replicas no router sends
+    # new requests to (DrainReplica).
+    replicas: tuple[EngineReplica, ...] = ()
+    drained_replicas: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,33 @@ MAX_PROMPT_PREFIX_CHARS = 4000
 STREAM_TIMEOUT_MS = (100, 600_000)
 
 
+def _replica_url(url: str) -> str:
+    """Why ``url`` is not a replica base URL, or ""."""
+    if not url.startswith(("http://", "https://")) or len(url.split("://", 1)[1]) == 0:
+        return "must be an http:// or https:// base URL"
+    if url.endswith("/") or any(c.isspace() for c in url):
+        return "must have no trailing slash and no whitespace"
+    return ""
+
+
+def _pool_replicas(out: list[FieldViolation], flags: Flags) -> None:
+    """Engine-pool replicas (docs/pools.md): well-formed, each listed once."""
+    seen: set[str] = set()
+    for i, r in enumerate(flags.replicas):
+        why = _replica_url(r.url)
+        if why:
+            out.append(FieldViolation(f"flags.replicas[{i}].url", why))
+        elif r.url in seen:
+            out.append(FieldViolation(f"flags.replicas[{i}].url", f"{r.url} is listed twice"))
+        seen.add(r.url)
+    drained: set[str] = set()
+    for i, url in enumerate(flags.drained_replicas):
+        why = _replica_url(url) or (f"{url} is listed twice" if url in drained else "")
+        if why:
+            out.append(FieldViolation(f"flags.drained_replicas[{i}]", why))
+        drained.add(url)
+
+
 def _stream_timeouts(out: list[FieldViolation], flags: Flags) -> None:
     seen: set[tuple[str, str | None]] = set()
     for i, o in enumerate(flags.stream_timeouts):
@@ -117,6 +144,7 @@ def validate_flags(flags: Flags, catalog: Catalog) -> list[FieldViolation]:
             )
     _stream_timeouts(out, flags)
     out.extend(task_defaults.validate(flags.task_defaults))
+    _pool_replicas(out, flags)
     r = flags.rollback
     _in_range(out, "flags.rollback.error_rate", r.error_rate, 0.0, 1.0)
     _in_range(out, "flags.rollback.latency_p95_ms", r.latency_p95_ms, *LATENCY_P95_MS)

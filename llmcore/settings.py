@@ -18,6 +18,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from llmcore.replicas import check_urls, split_urls
+
 
 class _MappingYamlSource(YamlConfigSettingsSource):
     """pydantic-settings' YAML source, refusing a file whose top level is not a mapping (the
@@ -72,8 +74,30 @@ class EngineUrlSettings(YamlFileSettings):
         default="http://127.0.0.1:8000",
         validation_alias=AliasChoices("vllm_base_url", "VLLM_BASE_URL"),
     )
+    # Engine pools (docs/pools.md): comma-separated replica URLs; when set they replace the
+    # single URL above.
+    ollama_base_urls: str = Field(
+        default="", validation_alias=AliasChoices("ollama_base_urls", "OLLAMA_BASE_URLS")
+    )
+    vllm_base_urls: str = Field(
+        default="", validation_alias=AliasChoices("vllm_base_urls", "VLLM_BASE_URLS")
+    )
 
     @field_validator("ollama_base_url", "vllm_base_url")
     @classmethod
     def _engine_url(cls, v: str) -> str:
         return http_url(v)
+
+    @field_validator("ollama_base_urls", "vllm_base_urls")
+    @classmethod
+    def _engine_urls(cls, v: str) -> str:
+        return check_urls(v)
+
+    def listed_replicas(self, engine: str) -> list[str]:
+        """The replica list of ``engine`` ("ollama" or "vllm"), empty when not set."""
+        return split_urls(self.ollama_base_urls if engine == "ollama" else self.vllm_base_urls)
+
+    def engine_replicas(self, engine: str) -> list[str]:
+        """The replica list of ``engine``, else its single URL."""
+        single = self.ollama_base_url if engine == "ollama" else self.vllm_base_url
+        return self.listed_replicas(engine) or [single.rstrip("/")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -11,7 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Tracer
 from prometheus_client import CollectorRegistry
 
-from clients.gen.llmgateway.v1 import router_pb2, router_pb2_grpc
+from clients.gen.llmgateway.v1 import control_pb2, router_pb2, router_pb2_grpc
 from llmcore.decode_guard import DecodeGuard
 from llmcore.serving import (
     GrpcServer,
@@ -41,7 +42,8 @@ from router_service.config.subscriber import (
 from router_service.dispatch import Dispatcher
 from router_service.engine_health import EngineHealth
 from router_service.pools import EnginePool
-from router_service.pools.build import PoolRuntime, build_pools
+from router_service.pools.build import PoolRuntime, build_pools, replica_reports
+from router_service.pools.metrics import PoolCollector
 from router_service.providers import Provider
 from router_service.request_stats import RequestStatsRecorder
 from router_service.retry import RetryPolicy
@@ -189,6 +191,7 @@ async def _connect_control(
     holder: ConfigHolder,
     recorder: RequestStatsRecorder,
     tracer_provider: TracerProvider | None,
+    replicas: Callable[[], list[control_pb2.ReplicaReport]] | None = None,
 ) -> tuple[list[grpc.aio.Channel], ConfigSubscriber]:
     """The session channels (one per control replica: ``control_address`` may list several,
     comma-separated, docs/ha.md) and the started subscriber, all stopped by ``stack``."""
@@ -219,6 +222,7 @@ async def _connect_control(
             token=settings.control_token,
             stale_grace_s=settings.config_stale_grace_s,
             report_interval_s=settings.stats_report_interval_s,
+            replicas=replicas,
         ),
     )
     stack.push_async_callback(subscriber.stop)
@@ -251,13 +255,13 @@ async def start_router(
         pools = {n: p for n, p in providers.items() if isinstance(p, EnginePool)}
         pool_runtime = PoolRuntime(settings, pools)
         stack.push_async_callback(pool_runtime.stop)
-        await pool_runtime.start()  # a DNS source's first answer comes before serving
         stats = RouterStats()
         retry = RetryPolicy(
             settings.retry_attempts, settings.retry_base_delay_s, settings.retry_max_delay_s
         )
         dispatcher = _dispatcher(settings, providers, retry, stats)
         holder = ConfigHolder(initial_config(settings))
+        await pool_runtime.start(holder)  # a DNS source's first answer comes before serving
         recorder = RequestStatsRecorder(max_shadow_pairs=settings.shadow_report_max_pairs)
         recorder.shadow_observers.append(metrics.observe_shadow)
         shadow = _shadow(settings, providers, recorder, tracer)
@@ -279,7 +283,13 @@ async def start_router(
         subscriber: ConfigSubscriber | None = None
         if settings.control_address:
             channels, subscriber = await _connect_control(
-                stack, settings, server.port, holder, recorder, tracer_provider
+                stack,
+                settings,
+                server.port,
+                holder,
+                recorder,
+                tracer_provider,
+                replicas=lambda: replica_reports(pools),
             )
         await start_config_health(stack, server, subscriber)
         engines = EngineHealth(providers, settings.engine_probe_interval_s)
@@ -312,6 +322,7 @@ async def start_router(
                 )
             )
         )
+        registry.register(PoolCollector(pools))
         metrics_server = await start_metrics_server(registry, settings.host, settings.metrics_port)
         if metrics_server is not None:
             stack.push_async_callback(metrics_server.stop)

@@ -35,16 +35,9 @@ class RouterSettings(EngineUrlSettings):
     port: int = Field(default=50051, ge=0, le=65535)
     grace_period_s: float = Field(default=10.0, ge=0)
 
-    # Engines: ollama_base_url and vllm_base_url come from EngineUrlSettings (llmcore).
-    # Engine pools (docs/pools.md): comma-separated replica URLs; when set they replace the
-    # single URL above. A DNS URL (http://NAME:PORT, a Kubernetes headless service) adds the
-    # addresses NAME resolves to, re-resolved every dns_refresh_s.
-    ollama_base_urls: str = Field(
-        default="", validation_alias=AliasChoices("ollama_base_urls", "OLLAMA_BASE_URLS")
-    )
-    vllm_base_urls: str = Field(
-        default="", validation_alias=AliasChoices("vllm_base_urls", "VLLM_BASE_URLS")
-    )
+    # Engines: ollama_base_url(s) and vllm_base_url(s) come from EngineUrlSettings (llmcore).
+    # Engine pools (docs/pools.md): a DNS URL (http://NAME:PORT, a Kubernetes headless service)
+    # adds the addresses NAME resolves to, re-resolved every dns_refresh_s.
     ollama_dns_url: str = ""
     vllm_dns_url: str = ""
     dns_refresh_s: float = Field(default=10.0, gt=0)
@@ -158,15 +151,6 @@ class RouterSettings(EngineUrlSettings):
     # Prompt and completion text on spans (gen_ai.input/output.messages): opt-in only.
     trace_content: bool = False
 
-    @field_validator("ollama_base_urls", "vllm_base_urls")
-    @classmethod
-    def _url_list(cls, v: str) -> str:
-        for url in v.split(","):
-            url = url.strip()
-            if url and not url.startswith(("http://", "https://")):
-                raise ValueError(f"{url!r} must be an http:// or https:// URL")
-        return v
-
     @field_validator("ollama_dns_url", "vllm_dns_url")
     @classmethod
     def _dns_url(cls, v: str) -> str:
@@ -177,13 +161,10 @@ class RouterSettings(EngineUrlSettings):
     def replica_urls(self, engine: ProviderName) -> list[str]:
         """The static replicas of ``engine``: the list if set, else the single URL unless a
         DNS source replaces it."""
-        listed = self.ollama_base_urls if engine == "ollama" else self.vllm_base_urls
         dns = self.ollama_dns_url if engine == "ollama" else self.vllm_dns_url
-        single = self.ollama_base_url if engine == "ollama" else self.vllm_base_url
-        urls = [u.strip().rstrip("/") for u in listed.split(",") if u.strip()]
-        if urls:
-            return list(dict.fromkeys(urls))
-        return [] if dns else [single]
+        if dns and not self.listed_replicas(engine):
+            return []
+        return self.engine_replicas(engine)
 
     @model_validator(mode="after")
     def _consistent(self) -> RouterSettings:

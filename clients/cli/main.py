@@ -18,6 +18,7 @@ from clients.cli import (
     _control_state,
     _control_verbs,
     _embed,
+    _engines,
     _generate,
     _gonogo,
     _gpu,
@@ -38,6 +39,7 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     _control_flags,
     _gonogo,
     _gpu,
+    _engines,
     _shadow,
     _parity,
 )

@@ -397,6 +397,22 @@ class ControlClient:
         request = control_pb2.SetTaskModelRequest(task=task, model=model, force=force)
         return await self._change(request, change)
 
+    async def list_engines(
+        self, options: CallOptions | None = None
+    ) -> control_pb2.ListEnginesResponse:
+        """Every engine-pool replica with health, load and prefix-cache hit rate
+        (``ListEngines``)."""
+        request = control_pb2.ListEnginesRequest()
+        return await self._read("ListEngines", request, options)  # type: ignore[no-any-return]
+
+    async def drain_replica(
+        self, url: str, *, undrain: bool = False, **change: Unpack[ChangeArgs]
+    ) -> control_pb2.ConfigSnapshot:
+        """Drains (``undrain``: undrains) one replica on every router (``DrainReplica``): no new
+        requests, requests in flight finish."""
+        request = control_pb2.DrainReplicaRequest(url=url, undrain=undrain)
+        return await self._change(request, change)
+
 
 def _defaults(
     token: str | None,

@@ -21,6 +21,11 @@ class ConfigHolder:
         self._swapped.notify()
         return previous
 
+    async def next_change(self, version: int) -> RoutingConfig:
+        """The config in force once it is no longer ``version`` (for whatever follows it)."""
+        await self._swapped.wait_for(lambda: self._current.version != version)
+        return self._current
+
     async def wait_version(self, version: int) -> None:
         """Wait until the config in force has ``version`` (for tools and tests)."""
         await self._swapped.wait_for(lambda: self._current.version == version)

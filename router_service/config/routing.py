@@ -79,6 +79,10 @@ class RoutingConfig:
     # Per-task request defaults (reasoning, response format, engine options); a request's own
     # values win.
     task_defaults: Mapping[TaskName, TaskDefaults] = field(default_factory=dict)
+    # Engine pools (docs/pools.md): replicas pushed by the control service, and the replica
+    # URLs drained on every router.
+    replicas: tuple[tuple[ProviderName, str], ...] = ()
+    drained_replicas: frozenset[str] = frozenset()
     raw: bytes = field(default=b"", repr=False, compare=False)
 
     @property
@@ -201,8 +205,21 @@ def from_snapshot(snap: control_pb2.ConfigSnapshot) -> RoutingConfig:
         semantic=semantic,
         judge=judge,
         task_defaults=task_defaults,
+        replicas=_replicas(flags),
+        drained_replicas=frozenset(u.rstrip("/") for u in flags.drained_replicas),
         raw=snap.SerializeToString(deterministic=True),
     )
+
+
+def _replicas(flags: control_pb2.Flags) -> tuple[tuple[ProviderName, str], ...]:
+    out: list[tuple[ProviderName, str]] = []
+    for i, r in enumerate(flags.replicas):
+        provider = _provider(r.provider, f"flags.replicas[{i}].provider", optional=False)
+        if not r.url.startswith(("http://", "https://")):
+            raise ConfigError(f"flags.replicas[{i}].url: not an http(s) URL")
+        assert provider is not None
+        out.append((provider, r.url.rstrip("/")))
+    return tuple(out)
 
 
 def _stream_timeouts(flags: control_pb2.Flags) -> Overrides:

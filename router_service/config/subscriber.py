@@ -77,6 +77,8 @@ class SubscriberOptions:
     backoff_max_s: float = 10.0
     stale_grace_s: float = 30.0
     report_interval_s: float = 10.0
+    # Engine pools' per-replica evidence, added to every report (docs/pools.md).
+    replicas: Callable[[], list[control_pb2.ReplicaReport]] | None = None
 
 
 class ConfigSubscriber:
@@ -299,7 +301,10 @@ class ConfigSubscriber:
         start, self._interval_start = self._interval_start, now
         if not drained:
             return None
-        return build_report(drained, self._recorder, self.applied_version, start, now)
+        report = build_report(drained, self._recorder, self.applied_version, start, now)
+        if self._opt.replicas is not None:
+            report.replicas.extend(self._opt.replicas())
+        return report
 
     async def _report_loop(
         self, send: Callable[[control_pb2.RouterSessionRequest], Awaitable[None]]

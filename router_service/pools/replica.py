@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from llmcore.engine_signals import EngineSignals
 from router_service.breaker import Breaker, BreakerState
 from router_service.pools.placement import ReplicaView
-from router_service.pools.signals import EngineSignals
 from router_service.providers import Provider
 
 __all__ = ["Replica", "ReplicaStats"]

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 import httpx
 import orjson
 
+from llmcore.engine_signals import EngineSignals, parse_ollama_ps, parse_vllm_metrics
 from router_service.pools.pool import EnginePool
 from router_service.pools.replica import Replica
-from router_service.pools.signals import EngineSignals, parse_ollama_ps, parse_vllm_metrics
 
 log = logging.getLogger(__name__)
 

@@ -66,6 +66,8 @@ def test_the_service_has_the_rpcs_the_client_wraps() -> None:
         "SelectModel",
         "SetTaskModel",
         "MeasureEmbeddingParity",
+        "ListEngines",
+        "DrainReplica",
     ]
 
 

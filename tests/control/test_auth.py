@@ -63,6 +63,7 @@ def test_method_roles_come_from_the_descriptor() -> None:
         "UpdateFlags",
         "SetTaskModel",
         "MeasureEmbeddingParity",  # operator-only: it sends the corpus, and it is audited
+        "DrainReplica",
     }
     assert {m.rsplit("/", 1)[1] for m in OPERATOR_METHODS - MUTATING_METHODS} == {
         "EvaluateGoNoGo",

@@ -98,6 +98,8 @@ LATER_FLAGS = (
     "shadow_semantic",
     "shadow_judge",
     "task_defaults",
+    "replicas",
+    "drained_replicas",
 )
 
 

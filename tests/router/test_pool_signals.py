@@ -9,11 +9,11 @@ import grpc
 import pytest
 
 from clients.gen.llmgateway.v1 import router_pb2, router_pb2_grpc
+from llmcore.engine_signals import EngineSignals, parse_ollama_ps, parse_vllm_metrics
 from llmsim import Flavor, RunningSimulator, SimConfig, start_simulator
 from router_service.app import start_router
 from router_service.pools import EnginePool
 from router_service.pools.scrape import scrape_replica
-from router_service.pools.signals import EngineSignals, parse_ollama_ps, parse_vllm_metrics
 from tests.router.conftest import make_settings
 from tests.router.helpers import collect
 

@@ -397,6 +397,8 @@ class Flags(_message.Message):
     SHADOW_SEMANTIC_FIELD_NUMBER: _builtins.int
     SHADOW_JUDGE_FIELD_NUMBER: _builtins.int
     TASK_DEFAULTS_FIELD_NUMBER: _builtins.int
+    REPLICAS_FIELD_NUMBER: _builtins.int
+    DRAINED_REPLICAS_FIELD_NUMBER: _builtins.int
     primary_provider: _common_pb2.Provider.ValueType
     """primary_provider answers when the phase does not say otherwise."""
     fallback_provider: _common_pb2.Provider.ValueType
@@ -464,6 +466,18 @@ class Flags(_message.Message):
         so memOS need not change code per engine; a request's own values win.
         """
 
+    @_builtins.property
+    def replicas(self) -> _containers.RepeatedCompositeFieldContainer[Global___EngineReplica]:
+        """replicas are engine-pool replicas every router adds to its own (static list and DNS);
+        docs/pools.md. Removing one from the list takes it out of every router's pool.
+        """
+
+    @_builtins.property
+    def drained_replicas(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """drained_replicas are replica base URLs no router sends new requests to; requests in
+        flight finish. Set by DrainReplica (or UpdateFlags).
+        """
+
     def __init__(
         self,
         *,
@@ -486,14 +500,42 @@ class Flags(_message.Message):
         shadow_semantic: Global___ShadowSemantic | None = ...,
         shadow_judge: Global___ShadowJudge | None = ...,
         task_defaults: _abc.Iterable[Global___TaskDefaults] | None = ...,
+        replicas: _abc.Iterable[Global___EngineReplica] | None = ...,
+        drained_replicas: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["rollback", b"rollback", "shadow_judge", b"shadow_judge", "shadow_semantic", b"shadow_semantic"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis_provider", b"analysis_provider", "classification_provider", b"classification_provider", "continuation_disabled", b"continuation_disabled", "embedding_provider", b"embedding_provider", "fallback_provider", b"fallback_provider", "primary_provider", b"primary_provider", "prompt_policies", b"prompt_policies", "rollback", b"rollback", "shadow_capture_content", b"shadow_capture_content", "shadow_compare_embeddings", b"shadow_compare_embeddings", "shadow_during_split", b"shadow_during_split", "shadow_enabled", b"shadow_enabled", "shadow_judge", b"shadow_judge", "shadow_provider", b"shadow_provider", "shadow_sample_rate", b"shadow_sample_rate", "shadow_semantic", b"shadow_semantic", "stream_timeouts", b"stream_timeouts", "synthesis_provider", b"synthesis_provider", "task_defaults", b"task_defaults"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis_provider", b"analysis_provider", "classification_provider", b"classification_provider", "continuation_disabled", b"continuation_disabled", "drained_replicas", b"drained_replicas", "embedding_provider", b"embedding_provider", "fallback_provider", b"fallback_provider", "primary_provider", b"primary_provider", "prompt_policies", b"prompt_policies", "replicas", b"replicas", "rollback", b"rollback", "shadow_capture_content", b"shadow_capture_content", "shadow_compare_embeddings", b"shadow_compare_embeddings", "shadow_during_split", b"shadow_during_split", "shadow_enabled", b"shadow_enabled", "shadow_judge", b"shadow_judge", "shadow_provider", b"shadow_provider", "shadow_sample_rate", b"shadow_sample_rate", "shadow_semantic", b"shadow_semantic", "stream_timeouts", b"stream_timeouts", "synthesis_provider", b"synthesis_provider", "task_defaults", b"task_defaults"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Flags: _TypeAlias = Flags  # noqa: Y015
+
+@_typing.final
+class EngineReplica(_message.Message):
+    """EngineReplica is one replica of an engine pool."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    provider: _common_pb2.Provider.ValueType
+    """provider is the engine the replica serves (PROVIDER_UNSPECIFIED is refused)."""
+    url: _builtins.str
+    """url is the replica's base URL, http(s)://host:port, without a trailing slash."""
+    def __init__(
+        self,
+        *,
+        provider: _common_pb2.Provider.ValueType = ...,
+        url: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["provider", b"provider", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EngineReplica: _TypeAlias = EngineReplica  # noqa: Y015
 
 @_typing.final
 class ShadowJudge(_message.Message):
@@ -1256,6 +1298,7 @@ class StatsReport(_message.Message):
     STATS_FIELD_NUMBER: _builtins.int
     SHADOW_COMPARISONS_FIELD_NUMBER: _builtins.int
     SHADOW_DROPPED_FIELD_NUMBER: _builtins.int
+    REPLICAS_FIELD_NUMBER: _builtins.int
     config_version: _builtins.int
     """config_version the router ran under for the whole interval."""
     shadow_dropped: _builtins.int
@@ -1276,6 +1319,12 @@ class StatsReport(_message.Message):
     def shadow_comparisons(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShadowComparison]:
         """shadow_comparisons made in the interval."""
 
+    @_builtins.property
+    def replicas(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReplicaReport]:
+        """replicas are the router's engine-pool replicas, with counts since the router started
+        (cumulative, unlike stats): the per-replica evidence behind the per-engine stats.
+        """
+
     def __init__(
         self,
         *,
@@ -1285,14 +1334,77 @@ class StatsReport(_message.Message):
         stats: _abc.Iterable[Global___ProviderTaskStats] | None = ...,
         shadow_comparisons: _abc.Iterable[Global___ShadowComparison] | None = ...,
         shadow_dropped: _builtins.int = ...,
+        replicas: _abc.Iterable[Global___ReplicaReport] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["interval_end", b"interval_end", "interval_start", b"interval_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_version", b"config_version", "interval_end", b"interval_end", "interval_start", b"interval_start", "shadow_comparisons", b"shadow_comparisons", "shadow_dropped", b"shadow_dropped", "stats", b"stats"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_version", b"config_version", "interval_end", b"interval_end", "interval_start", b"interval_start", "replicas", b"replicas", "shadow_comparisons", b"shadow_comparisons", "shadow_dropped", b"shadow_dropped", "stats", b"stats"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StatsReport: _TypeAlias = StatsReport  # noqa: Y015
+
+@_typing.final
+class ReplicaReport(_message.Message):
+    """ReplicaReport is one router's view of one engine-pool replica."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    SUCCESSES_FIELD_NUMBER: _builtins.int
+    FAILURES_FIELD_NUMBER: _builtins.int
+    TIMEOUTS_FIELD_NUMBER: _builtins.int
+    BREAKER_STATE_FIELD_NUMBER: _builtins.int
+    IN_FLIGHT_FIELD_NUMBER: _builtins.int
+    HEALTHY_FIELD_NUMBER: _builtins.int
+    DRAINING_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    provider: _common_pb2.Provider.ValueType
+    """provider the replica serves."""
+    url: _builtins.str
+    """url is the replica's base URL."""
+    attempts: _builtins.int
+    """attempts placed on it since the router started."""
+    successes: _builtins.int
+    """successes among them."""
+    failures: _builtins.int
+    """failures: engine errors and stream timeouts."""
+    timeouts: _builtins.int
+    """timeouts among the failures."""
+    breaker_state: _builtins.str
+    """breaker_state of the router's breaker of this replica: closed, open or half_open."""
+    in_flight: _builtins.int
+    """in_flight is the router's requests on it when the report was made."""
+    healthy: _builtins.bool
+    """healthy is the router's last probe verdict."""
+    draining: _builtins.bool
+    """draining is true while the router sends it no new requests."""
+    source: _builtins.str
+    """source is where the router knows it from: static, control or dns."""
+    def __init__(
+        self,
+        *,
+        provider: _common_pb2.Provider.ValueType = ...,
+        url: _builtins.str = ...,
+        attempts: _builtins.int = ...,
+        successes: _builtins.int = ...,
+        failures: _builtins.int = ...,
+        timeouts: _builtins.int = ...,
+        breaker_state: _builtins.str = ...,
+        in_flight: _builtins.int = ...,
+        healthy: _builtins.bool = ...,
+        draining: _builtins.bool = ...,
+        source: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "breaker_state", b"breaker_state", "draining", b"draining", "failures", b"failures", "healthy", b"healthy", "in_flight", b"in_flight", "provider", b"provider", "source", b"source", "successes", b"successes", "timeouts", b"timeouts", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplicaReport: _TypeAlias = ReplicaReport  # noqa: Y015
 
 @_typing.final
 class RouterHello(_message.Message):
@@ -3271,3 +3383,224 @@ class MeasureEmbeddingParityResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MeasureEmbeddingParityResponse: _TypeAlias = MeasureEmbeddingParityResponse  # noqa: Y015
+
+@_typing.final
+class ListEnginesRequest(_message.Message):
+    """ListEnginesRequest asks for every known engine replica."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEnginesRequest: _TypeAlias = ListEnginesRequest  # noqa: Y015
+
+@_typing.final
+class ReplicaEvidence(_message.Message):
+    """ReplicaEvidence is what the routers reported about one replica, summed over routers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    SUCCESSES_FIELD_NUMBER: _builtins.int
+    FAILURES_FIELD_NUMBER: _builtins.int
+    TIMEOUTS_FIELD_NUMBER: _builtins.int
+    ROUTERS_FIELD_NUMBER: _builtins.int
+    OPEN_BREAKERS_FIELD_NUMBER: _builtins.int
+    IN_FLIGHT_FIELD_NUMBER: _builtins.int
+    attempts: _builtins.int
+    """attempts placed on the replica."""
+    successes: _builtins.int
+    """successes among them."""
+    failures: _builtins.int
+    """failures (engine errors and stream timeouts)."""
+    timeouts: _builtins.int
+    """timeouts among the failures (first-token and idle)."""
+    routers: _builtins.int
+    """routers that reported the replica."""
+    open_breakers: _builtins.int
+    """open_breakers counts routers whose breaker of this replica is open."""
+    in_flight: _builtins.int
+    """in_flight is the routers' requests on the replica when they last reported."""
+    def __init__(
+        self,
+        *,
+        attempts: _builtins.int = ...,
+        successes: _builtins.int = ...,
+        failures: _builtins.int = ...,
+        timeouts: _builtins.int = ...,
+        routers: _builtins.int = ...,
+        open_breakers: _builtins.int = ...,
+        in_flight: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "failures", b"failures", "in_flight", b"in_flight", "open_breakers", b"open_breakers", "routers", b"routers", "successes", b"successes", "timeouts", b"timeouts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplicaEvidence: _TypeAlias = ReplicaEvidence  # noqa: Y015
+
+@_typing.final
+class ReplicaStatus(_message.Message):
+    """ReplicaStatus is one replica as the control service sees it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    HEALTHY_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    LATENCY_MS_FIELD_NUMBER: _builtins.int
+    DRAINING_FIELD_NUMBER: _builtins.int
+    RUNNING_FIELD_NUMBER: _builtins.int
+    WAITING_FIELD_NUMBER: _builtins.int
+    KV_CACHE_USAGE_FIELD_NUMBER: _builtins.int
+    PREFIX_CACHE_HIT_RATE_FIELD_NUMBER: _builtins.int
+    LOADED_MODELS_FIELD_NUMBER: _builtins.int
+    EVIDENCE_FIELD_NUMBER: _builtins.int
+    provider: _common_pb2.Provider.ValueType
+    """provider the replica serves."""
+    url: _builtins.str
+    """url is the replica's base URL."""
+    source: _builtins.str
+    """source is where the control service knows it from: "settings" or "flags"."""
+    healthy: _builtins.bool
+    """healthy is the last probe's verdict."""
+    detail: _builtins.str
+    """detail explains an unhealthy probe."""
+    latency_ms: _builtins.float
+    """latency_ms of the last probe."""
+    draining: _builtins.bool
+    """draining is true when flags.drained_replicas lists it."""
+    running: _builtins.int
+    """running requests the engine reports (vLLM vllm:num_requests_running)."""
+    waiting: _builtins.int
+    """waiting requests the engine reports (vLLM vllm:num_requests_waiting)."""
+    kv_cache_usage: _builtins.float
+    """kv_cache_usage in [0, 1] (vLLM vllm:kv_cache_usage_perc)."""
+    prefix_cache_hit_rate: _builtins.float
+    """prefix_cache_hit_rate in [0, 1]: vllm:prefix_cache_hits / vllm:prefix_cache_queries since
+    the engine started; unset when the engine reports no prefix-cache counters.
+    """
+    @_builtins.property
+    def loaded_models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """loaded_models are the models the engine has loaded (Ollama /api/ps)."""
+
+    @_builtins.property
+    def evidence(self) -> Global___ReplicaEvidence:
+        """evidence is the routers' reports about the replica."""
+
+    def __init__(
+        self,
+        *,
+        provider: _common_pb2.Provider.ValueType = ...,
+        url: _builtins.str = ...,
+        source: _builtins.str = ...,
+        healthy: _builtins.bool = ...,
+        detail: _builtins.str = ...,
+        latency_ms: _builtins.float = ...,
+        draining: _builtins.bool = ...,
+        running: _builtins.int = ...,
+        waiting: _builtins.int = ...,
+        kv_cache_usage: _builtins.float = ...,
+        prefix_cache_hit_rate: _builtins.float | None = ...,
+        loaded_models: _abc.Iterable[_builtins.str] | None = ...,
+        evidence: Global___ReplicaEvidence | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_prefix_cache_hit_rate", b"_prefix_cache_hit_rate", "evidence", b"evidence", "prefix_cache_hit_rate", b"prefix_cache_hit_rate"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_prefix_cache_hit_rate", b"_prefix_cache_hit_rate", "detail", b"detail", "draining", b"draining", "evidence", b"evidence", "healthy", b"healthy", "kv_cache_usage", b"kv_cache_usage", "latency_ms", b"latency_ms", "loaded_models", b"loaded_models", "prefix_cache_hit_rate", b"prefix_cache_hit_rate", "provider", b"provider", "running", b"running", "source", b"source", "url", b"url", "waiting", b"waiting"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__prefix_cache_hit_rate: _TypeAlias = _typing.Literal["prefix_cache_hit_rate"]  # noqa: Y015
+    _WhichOneofArgType__prefix_cache_hit_rate: _TypeAlias = _typing.Literal["_prefix_cache_hit_rate", b"_prefix_cache_hit_rate"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__prefix_cache_hit_rate) -> _WhichOneofReturnType__prefix_cache_hit_rate | None: ...
+
+Global___ReplicaStatus: _TypeAlias = ReplicaStatus  # noqa: Y015
+
+@_typing.final
+class ListEnginesResponse(_message.Message):
+    """ListEnginesResponse lists the replicas, by provider then URL."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPLICAS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def replicas(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReplicaStatus]:
+        """replicas known to the control service."""
+
+    def __init__(
+        self,
+        *,
+        replicas: _abc.Iterable[Global___ReplicaStatus] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["replicas", b"replicas"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEnginesResponse: _TypeAlias = ListEnginesResponse  # noqa: Y015
+
+@_typing.final
+class DrainReplicaRequest(_message.Message):
+    """DrainReplicaRequest drains or undrains one replica."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    UNDRAIN_FIELD_NUMBER: _builtins.int
+    url: _builtins.str
+    """url is the replica's base URL, as `llmctl engines` lists it."""
+    undrain: _builtins.bool
+    """undrain puts the replica back into placement instead."""
+    @_builtins.property
+    def meta(self) -> Global___ChangeMeta:
+        """meta is the change metadata."""
+
+    def __init__(
+        self,
+        *,
+        meta: Global___ChangeMeta | None = ...,
+        url: _builtins.str = ...,
+        undrain: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "undrain", b"undrain", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DrainReplicaRequest: _TypeAlias = DrainReplicaRequest  # noqa: Y015
+
+@_typing.final
+class DrainReplicaResponse(_message.Message):
+    """DrainReplicaResponse is the resulting snapshot."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def snapshot(self) -> Global___ConfigSnapshot:
+        """snapshot after the change."""
+
+    def __init__(
+        self,
+        *,
+        snapshot: Global___ConfigSnapshot | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["snapshot", b"snapshot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DrainReplicaResponse: _TypeAlias = DrainReplicaResponse  # noqa: Y015

@@ -134,6 +134,16 @@ class ControlServiceStub:
                 request_serializer=llmgateway_dot_v1_dot_control__pb2.MeasureEmbeddingParityRequest.SerializeToString,
                 response_deserializer=llmgateway_dot_v1_dot_control__pb2.MeasureEmbeddingParityResponse.FromString,
                 _registered_method=True)
+        self.ListEngines = channel.unary_unary(
+                '/llmgateway.v1.ControlService/ListEngines',
+                request_serializer=llmgateway_dot_v1_dot_control__pb2.ListEnginesRequest.SerializeToString,
+                response_deserializer=llmgateway_dot_v1_dot_control__pb2.ListEnginesResponse.FromString,
+                _registered_method=True)
+        self.DrainReplica = channel.unary_unary(
+                '/llmgateway.v1.ControlService/DrainReplica',
+                request_serializer=llmgateway_dot_v1_dot_control__pb2.DrainReplicaRequest.SerializeToString,
+                response_deserializer=llmgateway_dot_v1_dot_control__pb2.DrainReplicaResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServiceServicer:
@@ -288,6 +298,23 @@ class ControlServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListEngines(self, request, context):
+        """ListEngines lists every engine replica the control service knows (its own lists and
+        flags.replicas) with its health, load and prefix-cache hit rate, as it probed them, and
+        the routers' per-replica evidence (docs/pools.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DrainReplica(self, request, context):
+        """DrainReplica drains (or undrains) one replica on every router: no new requests go to it,
+        requests in flight finish. Audited as "drain_replica" / "undrain_replica".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -385,6 +412,16 @@ def add_ControlServiceServicer_to_server(servicer, server):
                     servicer.MeasureEmbeddingParity,
                     request_deserializer=llmgateway_dot_v1_dot_control__pb2.MeasureEmbeddingParityRequest.FromString,
                     response_serializer=llmgateway_dot_v1_dot_control__pb2.MeasureEmbeddingParityResponse.SerializeToString,
+            ),
+            'ListEngines': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEngines,
+                    request_deserializer=llmgateway_dot_v1_dot_control__pb2.ListEnginesRequest.FromString,
+                    response_serializer=llmgateway_dot_v1_dot_control__pb2.ListEnginesResponse.SerializeToString,
+            ),
+            'DrainReplica': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainReplica,
+                    request_deserializer=llmgateway_dot_v1_dot_control__pb2.DrainReplicaRequest.FromString,
+                    response_serializer=llmgateway_dot_v1_dot_control__pb2.DrainReplicaResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -905,6 +942,60 @@ class ControlService:
             '/llmgateway.v1.ControlService/MeasureEmbeddingParity',
             llmgateway_dot_v1_dot_control__pb2.MeasureEmbeddingParityRequest.SerializeToString,
             llmgateway_dot_v1_dot_control__pb2.MeasureEmbeddingParityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEngines(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmgateway.v1.ControlService/ListEngines',
+            llmgateway_dot_v1_dot_control__pb2.ListEnginesRequest.SerializeToString,
+            llmgateway_dot_v1_dot_control__pb2.ListEnginesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrainReplica(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/llmgateway.v1.ControlService/DrainReplica',
+            llmgateway_dot_v1_dot_control__pb2.DrainReplicaRequest.SerializeToString,
+            llmgateway_dot_v1_dot_control__pb2.DrainReplicaResponse.FromString,
             options,
             channel_credentials,
             insecure,

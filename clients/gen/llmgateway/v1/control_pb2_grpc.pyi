@@ -92,6 +92,15 @@ class ControlServiceStub:
     EMBEDDING_PARITY, subject "flags.embedding_provider") until a measurement passed, unless
     forced with a reason that names the re-index.
     """
+    ListEngines: _grpc.UnaryUnaryMultiCallable[_control_pb2.ListEnginesRequest, _control_pb2.ListEnginesResponse]
+    """ListEngines lists every engine replica the control service knows (its own lists and
+    flags.replicas) with its health, load and prefix-cache hit rate, as it probed them, and
+    the routers' per-replica evidence (docs/pools.md).
+    """
+    DrainReplica: _grpc.UnaryUnaryMultiCallable[_control_pb2.DrainReplicaRequest, _control_pb2.DrainReplicaResponse]
+    """DrainReplica drains (or undrains) one replica on every router: no new requests go to it,
+    requests in flight finish. Audited as "drain_replica" / "undrain_replica".
+    """
 
 @_typing.type_check_only
 class ControlServiceAsyncStub(ControlServiceStub):
@@ -156,6 +165,15 @@ class ControlServiceAsyncStub(ControlServiceStub):
     flags.embedding_provider off Ollama (FAILED_PRECONDITION, ErrorInfo reason
     EMBEDDING_PARITY, subject "flags.embedding_provider") until a measurement passed, unless
     forced with a reason that names the re-index.
+    """
+    ListEngines: _aio.UnaryUnaryMultiCallable[_control_pb2.ListEnginesRequest, _control_pb2.ListEnginesResponse]  # type: ignore[assignment]
+    """ListEngines lists every engine replica the control service knows (its own lists and
+    flags.replicas) with its health, load and prefix-cache hit rate, as it probed them, and
+    the routers' per-replica evidence (docs/pools.md).
+    """
+    DrainReplica: _aio.UnaryUnaryMultiCallable[_control_pb2.DrainReplicaRequest, _control_pb2.DrainReplicaResponse]  # type: ignore[assignment]
+    """DrainReplica drains (or undrains) one replica on every router: no new requests go to it,
+    requests in flight finish. Audited as "drain_replica" / "undrain_replica".
     """
 
 class ControlServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -332,6 +350,27 @@ class ControlServiceServicer(metaclass=_abc_1.ABCMeta):
         flags.embedding_provider off Ollama (FAILED_PRECONDITION, ErrorInfo reason
         EMBEDDING_PARITY, subject "flags.embedding_provider") until a measurement passed, unless
         forced with a reason that names the re-index.
+        """
+
+    @_abc_1.abstractmethod
+    def ListEngines(
+        self,
+        request: _control_pb2.ListEnginesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.ListEnginesResponse, _abc.Awaitable[_control_pb2.ListEnginesResponse]]:
+        """ListEngines lists every engine replica the control service knows (its own lists and
+        flags.replicas) with its health, load and prefix-cache hit rate, as it probed them, and
+        the routers' per-replica evidence (docs/pools.md).
+        """
+
+    @_abc_1.abstractmethod
+    def DrainReplica(
+        self,
+        request: _control_pb2.DrainReplicaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_control_pb2.DrainReplicaResponse, _abc.Awaitable[_control_pb2.DrainReplicaResponse]]:
+        """DrainReplica drains (or undrains) one replica on every router: no new requests go to it,
+        requests in flight finish. Audited as "drain_replica" / "undrain_replica".
         """
 
 def add_ControlServiceServicer_to_server(servicer: ControlServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
