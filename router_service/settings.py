@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Literal
 
 import grpc
 from pydantic import AliasChoices, Field, field_validator, model_validator
@@ -43,6 +44,9 @@ class RouterSettings(EngineUrlSettings):
     dns_refresh_s: float = Field(default=10.0, gt=0)
     # Consistent hashing with bounded loads: no replica above this many times the mean load.
     pool_load_factor: float = Field(default=1.25, ge=1.0)
+    # affinity (episode/prefix affinity with bounded load, then least loaded); least_loaded and
+    # round_robin ignore the prefix caches (baselines, docs/pools.md).
+    pool_placement: Literal["affinity", "least_loaded", "round_robin"] = "affinity"
     # How often each replica's own load signals (vLLM /metrics, Ollama /api/ps) are read.
     replica_scrape_interval_s: float = Field(default=1.0, gt=0)
     vllm_api_key: str = Field(

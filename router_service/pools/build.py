@@ -66,7 +66,7 @@ def build_pools(
         settings.breaker_open_s,
         settings.breaker_half_open_probes,
     )
-    options = PoolOptions(load_factor=settings.pool_load_factor)
+    options = PoolOptions(strategy=settings.pool_placement, load_factor=settings.pool_load_factor)
     pools: dict[ProviderName, EnginePool] = {}
     for engine in PROVIDERS:
         factory = replica_factory(settings, engine, tracer_provider)

@@ -39,6 +39,7 @@ __all__ = [
     "least_loaded",
     "place",
     "prefix_key",
+    "round_robin",
 ]
 
 DEFAULT_LOAD_FACTOR = 1.25
@@ -52,6 +53,7 @@ class Reason(Enum):
     AFFINITY = "affinity"  # the key's owner on the ring
     AFFINITY_SPILL = "affinity_spill"  # the owner was at its load bound: next on the ring
     LEAST_LOADED = "least_loaded"  # no affinity key
+    ROUND_ROBIN = "round_robin"  # the round-robin baseline (pool_placement=round_robin)
     NONE_ELIGIBLE = "none_eligible"  # nothing can serve: every replica is out
 
 
@@ -182,6 +184,18 @@ def least_loaded(replicas: Sequence[ReplicaView], tried: frozenset[str] = frozen
         return Decision(None, Reason.NONE_ELIGIBLE, skipped=tuple(skipped))
     best = min(ok, key=lambda r: (r.load, r.kv_usage, r.id))
     return Decision(best.id, Reason.LEAST_LOADED, skipped=tuple(skipped))
+
+
+def round_robin(
+    replicas: Sequence[ReplicaView], turn: int, tried: frozenset[str] = frozenset()
+) -> Decision:
+    """The ``turn``-th eligible replica, in id order: the baseline that ignores caches (the
+    benchmark's comparison, and an operator's escape hatch)."""
+    ok, skipped = _screen(replicas, tried)
+    if not ok:
+        return Decision(None, Reason.NONE_ELIGIBLE, skipped=tuple(skipped))
+    ordered = sorted(ok, key=lambda r: r.id)
+    return Decision(ordered[turn % len(ordered)].id, Reason.ROUND_ROBIN, skipped=tuple(skipped))
 
 
 def place(

@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 import httpx
 from opentelemetry import trace
@@ -29,8 +30,10 @@ from router_service.pools.placement import (
     DEFAULT_LOAD_FACTOR,
     Decision,
     HashRing,
+    least_loaded,
     place,
     prefix_key,
+    round_robin,
 )
 from router_service.pools.replica import Replica
 from router_service.providers import Provider
@@ -45,8 +48,14 @@ __all__ = ["EnginePool", "PoolOptions", "ReplicaFactory"]
 ReplicaFactory = Callable[[str], tuple[Provider, httpx.AsyncClient | None]]
 
 
+Strategy = Literal["affinity", "least_loaded", "round_robin"]
+
+
 @dataclass(frozen=True, slots=True)
 class PoolOptions:
+    # affinity: this module's placement; least_loaded and round_robin ignore the caches (the
+    # baselines of bench/pool_placement.py).
+    strategy: Strategy = "affinity"
     load_factor: float = DEFAULT_LOAD_FACTOR
     # Affinity on the shared prompt prefix when the caller sent no routing key.
     prefix_chars: int = 2048
@@ -80,6 +89,7 @@ class EnginePool:
         self.options = options or PoolOptions()
         self.replicas: dict[str, Replica] = {}
         self._ring = HashRing()
+        self._turn = 0  # round-robin position
         self.last_decision: Decision | None = None
         self.on_change: list[Callable[[str, str], None]] = []  # (event, replica id)
 
@@ -134,8 +144,15 @@ class EnginePool:
     def choose(self, route: Route, messages: tuple[ChatMessage, ...] = ()) -> Decision:
         screen = len(self.replicas) > 1
         views = [r.view(screen) for r in self.replicas.values()]
-        key = route.key or prefix_key(_leading_text(messages), self.options.prefix_chars)
-        decision = place(views, key, self._ring, frozenset(route.tried), self.options.load_factor)
+        tried = frozenset(route.tried)
+        if self.options.strategy == "round_robin":
+            self._turn += 1
+            decision = round_robin(views, self._turn, tried)
+        elif self.options.strategy == "least_loaded":
+            decision = least_loaded(views, tried)
+        else:
+            key = route.key or prefix_key(_leading_text(messages), self.options.prefix_chars)
+            decision = place(views, key, self._ring, tried, self.options.load_factor)
         self.last_decision = decision
         return decision
 

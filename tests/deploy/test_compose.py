@@ -38,8 +38,8 @@ from tests.deploy._support import (
     services,
 )
 
-GPU_ONLY = {"ollama", "ollama-pull", "vllm", "control"}
-SIM_ONLY = {"ollama-sim", "vllm-sim", "control-sim"}
+GPU_ONLY = {"ollama", "ollama-pull", "vllm", "vllm-2", "control"}
+SIM_ONLY = {"ollama-sim", "vllm-sim", "vllm-sim-2", "control-sim"}
 BOTH = {"router", "jaeger", "prometheus", "grafana"}
 # The etcd profile adds to either (tests/deploy/test_compose_etcd.py).
 ETCD_ONLY = {"etcd", "control-2"}
@@ -121,6 +121,7 @@ def test_each_profile_runs_engines_or_simulators(profile: str) -> None:
 def test_simulators_answer_to_the_engines_names() -> None:
     assert network_names("sim")["ollama"] == "ollama-sim"
     assert network_names("sim")["vllm"] == "vllm-sim"
+    assert network_names("sim")["vllm-2"] == "vllm-sim-2"
     assert network_names("sim")["control"] == "control-sim"
 
 
@@ -197,7 +198,10 @@ def test_router_settings_load_from_the_compose_environment(
     mounts = [Path(v["target"]) for v in svc["volumes"] if v["type"] == "volume"]
     assert any(settings.config_cache_path.is_relative_to(m) for m in mounts)
     names = network_names(profile)
-    for url, default_port in ((settings.ollama_base_url, 11434), (settings.vllm_base_url, 8000)):
+    engines = [(u, 11434) for u in settings.replica_urls("ollama")]
+    engines += [(u, 8000) for u in settings.replica_urls("vllm")]
+    assert len(settings.replica_urls("vllm")) == 2  # the vLLM pool: two services
+    for url, default_port in engines:
         parts = urlsplit(url)
         assert parts.hostname in names, f"{url}: no such service in profile {profile}"
         assert parts.port == default_port
@@ -223,8 +227,9 @@ def test_control_settings_load_from_the_compose_environment(
     assert settings.auth_token
     assert settings.router_token
     names = network_names(profile)
-    for url in (settings.ollama_base_url, settings.vllm_base_url):
-        assert urlsplit(url).hostname in names
+    for urls in settings.replica_urls().values():
+        for url in urls:
+            assert urlsplit(url).hostname in names
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -347,7 +352,7 @@ def _gpu_devices(svc: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_engines_and_control_get_the_gpu_only_in_the_gpu_profile() -> None:
-    for name in ("ollama", "vllm"):
+    for name in ("ollama", "vllm", "vllm-2"):
         (device,) = _gpu_devices(services("gpu")[name])
         assert device["driver"] == "nvidia"
         assert "gpu" in device["capabilities"]

@@ -7,6 +7,7 @@ import json
 import os
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
@@ -171,6 +172,8 @@ def test_services_select_their_pods_and_name_container_ports() -> None:
     }
     seen = set()
     for service in k8s_objects("Service"):
+        if service["metadata"]["name"] == "vllm":
+            continue  # the engine pool's pods are not in these manifests (test below)
         selector = service["spec"]["selector"]
         (owner,) = [n for n, m in labels.items() if selector.items() <= m["labels"].items()]
         seen.add(owner)
@@ -311,3 +314,23 @@ def test_pods_run_the_image_as_its_unprivileged_user(kind: str, name: str) -> No
     assert re.fullmatch(r"llmgateway:[\w.-]+", container["image"])
     writable = {m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")}
     assert {"/tmp", "/var/lib/llmgateway"} <= writable
+
+
+def test_routers_find_the_vllm_pool_through_a_headless_service(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    vllm = k8s_object("Service", "vllm")
+    assert vllm["spec"]["clusterIP"] == "None"
+    assert vllm["spec"]["publishNotReadyAddresses"] is False
+    (port,) = vllm["spec"]["ports"]
+    env = _env(only_container(k8s_object("Deployment", "llm-router")))
+    for var in list(os.environ):
+        if var.startswith(("LLM_ROUTER_", "OLLAMA_", "VLLM_")):
+            monkeypatch.delenv(var)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    settings = RouterSettings()
+    url = urlsplit(settings.vllm_dns_url)
+    assert url.hostname == f"vllm.{NAMESPACE}.svc.cluster.local"
+    assert url.port == port["port"]
+    assert settings.replica_urls("vllm") == []  # DNS only: no stray default replica

@@ -17,6 +17,7 @@ from router_service.pools.placement import (
     least_loaded,
     place,
     prefix_key,
+    round_robin,
 )
 
 IDS = ("http://r1:8000", "http://r2:8000", "http://r3:8000", "http://r4:8000")
@@ -158,3 +159,10 @@ def test_decision_attributes_carry_no_prompt_text() -> None:
     assert "secret" not in str(attrs)
     assert attrs["llmgateway.placement"] in ("affinity", "affinity_spill")
     assert attrs["llmgateway.replica"] == d.replica
+
+
+def test_round_robin_takes_eligible_replicas_in_turn() -> None:
+    vs = views(**{IDS[1]: {"draining": True}})
+    picks = [round_robin(vs, turn).replica for turn in range(6)]
+    assert picks == [IDS[0], IDS[2], IDS[3]] * 2
+    assert round_robin(vs, 0).reason is Reason.ROUND_ROBIN
