@@ -202,12 +202,17 @@ class EnginePool:
         r = self._take(call.route, call.messages)
         judged = False
 
+        counted = False
+
         def timed_out() -> None:
-            nonlocal judged
-            judged = True
-            r.stats.timeouts += 1
-            r.stats.failures += 1
-            r.breaker.failure()
+            # The dispatcher's stream watch saw this attempt time out; it calls this after it
+            # closed the stream (whose close released the breaker without a verdict).
+            nonlocal counted
+            if not counted:
+                counted = True
+                r.stats.timeouts += 1
+                r.stats.failures += 1
+                r.breaker.failure()
 
         if call.route is not None:
             call.route.on_timeout = timed_out
@@ -229,8 +234,6 @@ class EnginePool:
             raise
         finally:
             r.in_flight -= 1
-            if call.route is not None and call.route.on_timeout is timed_out:
-                call.route.on_timeout = None
             if not judged:
                 r.breaker.release()  # cancelled, or closed by the caller: no verdict
             await stream.aclose()

@@ -160,3 +160,23 @@ async def test_drain_sends_new_requests_elsewhere_and_lets_in_flight_ones_finish
     stack.pool.drain(owner.base_url, False)
     await stack.generate("k")
     assert len(owner.bodies) == 2  # undrained: its keys come back
+
+
+async def test_a_first_token_timeout_counts_against_its_replica_and_moves_the_request() -> None:
+    s = await start_pool_stack(3, vllm_first_token_timeout_s=0.3)
+    try:
+        i = owner_index(s, "k")
+        s.replicas[i].push(Fault("hang"))
+        out = await s.generate("k")
+        assert out.text == FULL
+        assert out.start.attempt == 2
+        assert not out.start.fallback
+        slow = s.pool.replicas[s.replicas[i].base_url]
+        assert slow.stats.timeouts == 1
+        assert slow.stats.failures == 1
+        assert slow.breaker.failures == 1
+        assert slow.in_flight == 0
+        assert s.router.stats.failures[("vllm", ErrorKind.LLM_TIMEOUT)] == 1
+        await s.replicas[i].wait_idle()  # the hung stream was closed at the engine
+    finally:
+        await s.close()
