@@ -97,6 +97,11 @@ async def test_a_fallback_shows_as_span_events() -> None:
         assert fb["gen_ai.provider.name"] == "ollama"
         assert chat.attributes["gen_ai.provider.name"] == "vllm"  # who answered
         assert chat.attributes["llmgateway.fallback"] is True
+        # Each attempt's placement inside its engine pool (issue 17), as data on the span.
+        placements = [attrs for name, attrs in chat.events if name == "llmgateway.placement"]
+        assert len(placements) >= 3
+        assert placements[-1]["llmgateway.replica"] == s.vllm.base_url
+        assert placements[-1]["llmgateway.placement"] == "affinity"
         # Each attempt is its own engine call under the chat span.
         assert len(t[f"llm-router:{CLIENT}:POST"]) >= 3
     finally:
