@@ -174,11 +174,11 @@ class ControlSettings(EngineUrlSettings):
         parse_endpoints(v)
         return v
 
-    @property
     def replica_urls(self) -> dict[ProviderName, list[str]]:
         """Each engine's replicas from the settings: the list, else the single URL."""
         return {"ollama": self.engine_replicas("ollama"), "vllm": self.engine_replicas("vllm")}
 
+    @property
     def etcd_endpoints(self) -> list[str]:
         """The etcd members named by ``store`` (empty: SQLite)."""
         return parse_endpoints(self.store) if self.store else []
