@@ -33,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
         help="print one query's request id (and trace id when OTEL_EXPORTER_OTLP_ENDPOINT is set)",
     )
     p.add_argument("--no-live", action="store_true", help="line output even on a terminal")
+    p.add_argument(
+        "--no-meaning",
+        action="store_true",
+        help="skip the meaning step (a running stack whose simulators are not started with "
+        "--answer-mode concepts --embedding-mode concepts)",
+    )
     p.add_argument("--control", help="drill a running stack: control service HOST:PORT")
     p.add_argument("--router", action="append", help="... its router(s) HOST:PORT")
     p.add_argument("--ollama-url", default="http://127.0.0.1:11434")
@@ -50,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         rollback_within_s=args.rollback_within,
         trace=args.trace,
         live=False if args.no_live else None,
+        meaning=not args.no_meaning,
     )
     if args.control:
         targets = DrillTargets(
