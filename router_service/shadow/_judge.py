@@ -11,10 +11,10 @@ Fairness rules, each enforced here or at config time:
   order swapped; the share of those whose two verdicts agree (after mapping back) is the judge's
   self-agreement, reported next to its wins and losses: a judge that flips with the order is
   noise, and the gate says so.
-* **Constrained verdict.** The judge must answer exactly the JSON object of ``VERDICT_SCHEMA``;
-  the request API has no structured-output option yet, so the answer is parsed strictly (a
-  Markdown fence allowed, nothing else) and anything else counts the pair as *unjudged*, never
-  as a guess.
+* **Constrained verdict.** The judge must answer exactly the JSON object of ``VERDICT_SCHEMA``:
+  the call asks the engine for structured output with that schema (``response_format``
+  json_schema, strict), and the answer is still parsed strictly (a Markdown fence allowed,
+  nothing else): anything else counts the pair as *unjudged*, never as a guess.
 * **Not an arm.** The judge model may not be a model the pairs compare (refused at config time,
   ``flags.shadow_judge.model``; a pair of the judge's own model is skipped here too).
 * **Bounded.** ``max_calls_per_hour`` per router (a sliding hour; every call counts, swap checks

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import time
 from collections.abc import Callable
 
+from llmcore.features import ResponseFormat
 from router_service.config.routing import RoutingConfig
 from router_service.dispatch import ChatIntent, Dispatcher, Text
 from router_service.errors import RouterError
@@ -22,6 +24,7 @@ from router_service.placement import Candidate
 from router_service.shadow._judge import (
     DEFAULT_PROMPT,
     MAX_CONCURRENCY,
+    VERDICT_SCHEMA,
     Budget,
     JudgeCounters,
     Outcome,
@@ -34,11 +37,20 @@ from router_service.shadow._judge import (
 )
 from router_service.shadow._sample import sampled
 from router_service.shadow._semantic import Bounded
-from router_service.values import ChatMessage, SamplingOptions
+from router_service.values import ChatMessage, Features, SamplingOptions
 
 log = logging.getLogger(__name__)
 
 JUDGE_ID_SUFFIX = "-shadow-judge"
+JUDGE_FEATURES = Features(
+    response_format=ResponseFormat(
+        kind="json_schema",
+        name="verdict",
+        schema=json.dumps(VERDICT_SCHEMA, sort_keys=True, separators=(",", ":")),
+        strict=True,
+        given=True,
+    )
+)
 # Enough for {"verdict": ..., "reason": "<one sentence>"}.
 JUDGE_MAX_TOKENS = 128
 
@@ -126,6 +138,9 @@ class PairJudge:
             # Greedy: the same pair in the same order gets the same verdict; the swap check
             # then measures order bias, not sampling noise.
             SamplingOptions(max_tokens=JUDGE_MAX_TOKENS, temperature=0.0),
+            # The engine constrains the answer to the verdict schema (structured output); the
+            # answer is still parsed strictly, and anything else counts as unjudged.
+            features=JUDGE_FEATURES,
         )
         cand = Candidate(j.provider, j.model, engine_model, fallback=False)
         deadline = asyncio.get_running_loop().time() + j.timeout_s

@@ -14,7 +14,7 @@ from router_service.app import start_router
 from router_service.config import from_snapshot
 from router_service.providers import OllamaProvider, OpenAICompatProvider
 from router_service.shadow import ShadowMirror
-from router_service.shadow._judge import Budget, outcome, parse_verdict, plan
+from router_service.shadow._judge import VERDICT_SCHEMA, Budget, outcome, parse_verdict, plan
 from tests.router.conftest import Harness, make_settings
 from tests.router.fake_engine import FakeEngine, Script
 from tests.router.helpers import collect
@@ -146,6 +146,15 @@ async def test_blind_randomised_order_and_the_verdict_mapped_back(h: Harness) ->
     for (shadow_is_a, _), prompt in zip(outcomes, prompts, strict=True):
         a, b = prompt.index("Answer A:"), prompt.index("Answer B:")
         assert ("bad one" in prompt[a:b]) is shadow_is_a
+
+
+async def test_the_verdict_is_asked_as_structured_output(h: Harness) -> None:
+    h.app.config.swap(from_snapshot(judged()))
+    await _pair(h, "f1", ['{"verdict": "tie"}'])
+    (judge_call,) = [x for x in h.ollama.seen if x.body.get("model") == JUDGE]
+    assert judge_call.body["format"] == VERDICT_SCHEMA  # the engine constrains the answer
+    assert judge_call.body["options"]["temperature"] == 0.0
+    assert judge_call.headers["x-request-id"] == "f1-shadow-judge"
 
 
 async def test_an_unparseable_verdict_counts_as_unjudged(h: Harness) -> None:
