@@ -14,7 +14,8 @@ cache warm). With ``c = 1.25`` no replica carries more than 1.25x the mean.
 
 A request with no key goes to the least-loaded replica. Load is what the router itself has in
 flight on a replica, or what the engine reports (``running + waiting`` from vLLM's /metrics,
-which also counts other routers' requests), whichever is larger; KV-cache usage breaks ties.
+which also counts other routers' requests), whichever is larger; ties go to a replica that has
+the model loaded (Ollama's /api/ps), then to the lower KV-cache usage.
 
 Replicas that are unhealthy, draining or whose breaker is open are never chosen. Replicas this
 request already tried are avoided while any other is eligible: a retry goes to another replica.
@@ -78,6 +79,8 @@ class ReplicaView:
     in_flight: int = 0  # this router's requests on it now
     engine_load: int = 0  # running + waiting as the engine last reported (0: unknown)
     kv_usage: float = 0.0  # 0..1, vLLM's kv_cache_usage_perc (0: unknown)
+    # Whether the requested model is loaded (Ollama /api/ps); None: unknown (vLLM, not scraped).
+    model_loaded: bool | None = None
 
     @property
     def load(self) -> int:
@@ -182,7 +185,8 @@ def least_loaded(replicas: Sequence[ReplicaView], tried: frozenset[str] = frozen
     ok, skipped = _screen(replicas, tried)
     if not ok:
         return Decision(None, Reason.NONE_ELIGIBLE, skipped=tuple(skipped))
-    best = min(ok, key=lambda r: (r.load, r.kv_usage, r.id))
+    # On equal load, a replica with the model loaded beats one that would load it first.
+    best = min(ok, key=lambda r: (r.load, r.model_loaded is False, r.kv_usage, r.id))
     return Decision(best.id, Reason.LEAST_LOADED, skipped=tuple(skipped))
 
 

@@ -141,9 +141,11 @@ class EnginePool:
 
     # -- placement --------------------------------------------------------------------------
 
-    def choose(self, route: Route, messages: tuple[ChatMessage, ...] = ()) -> Decision:
+    def choose(
+        self, route: Route, messages: tuple[ChatMessage, ...] = (), model: str = ""
+    ) -> Decision:
         screen = len(self.replicas) > 1
-        views = [r.view(screen) for r in self.replicas.values()]
+        views = [r.view(screen, model) for r in self.replicas.values()]
         tried = frozenset(route.tried)
         if self.options.strategy == "round_robin":
             self._turn += 1
@@ -156,9 +158,11 @@ class EnginePool:
         self.last_decision = decision
         return decision
 
-    def _take(self, call_route: Route | None, messages: tuple[ChatMessage, ...]) -> Replica:
+    def _take(
+        self, call_route: Route | None, messages: tuple[ChatMessage, ...], model: str
+    ) -> Replica:
         route = call_route if call_route is not None else Route()
-        decision = self.choose(route, messages)
+        decision = self.choose(route, messages, model)
         trace.get_current_span().add_event("llmgateway.placement", decision.attributes())
         if decision.replica is None:
             out = ", ".join(f"{rid} {why.value}" for rid, why in decision.skipped) or "none"
@@ -199,7 +203,7 @@ class EnginePool:
         return ",".join(self.replicas)
 
     async def stream_chat(self, call: ChatCall) -> AsyncGenerator[ChatChunk, None]:
-        r = self._take(call.route, call.messages)
+        r = self._take(call.route, call.messages, call.model)
         judged = False
 
         counted = False
@@ -240,7 +244,7 @@ class EnginePool:
             await _close_if_retired(r)
 
     async def embed(self, call: EmbedCall) -> EmbedOutput:
-        r = self._take(call.route, ())
+        r = self._take(call.route, (), call.model)
         try:
             out = await r.provider.embed(call)
         except RouterError as err:

@@ -66,7 +66,7 @@ class Replica:
             return b.probes_in_flight >= b.policy.half_open_probes
         return False
 
-    def view(self, screen: bool = True) -> ReplicaView:
+    def view(self, screen: bool = True, model: str = "") -> ReplicaView:
         """Placement's view; ``screen=False`` (a pool of one) ignores health and breaker, which
         the engine's own breaker and health already stand for."""
         return ReplicaView(
@@ -77,6 +77,11 @@ class Replica:
             in_flight=self.in_flight,
             engine_load=self.signals.load,
             kv_usage=self.signals.kv_usage,
+            model_loaded=(
+                model in self.signals.loaded_models
+                if model and self.signals.loaded_models
+                else None
+            ),
         )
 
     def mark(self, healthy: bool, detail: str, latency_ms: float = 0.0) -> bool:

@@ -166,3 +166,12 @@ def test_round_robin_takes_eligible_replicas_in_turn() -> None:
     picks = [round_robin(vs, turn).replica for turn in range(6)]
     assert picks == [IDS[0], IDS[2], IDS[3]] * 2
     assert round_robin(vs, 0).reason is Reason.ROUND_ROBIN
+
+
+def test_on_equal_load_a_replica_with_the_model_loaded_wins() -> None:
+    """Ollama's /api/ps: a replica that must load the model first is the last resort."""
+    vs = views(**{IDS[0]: {"model_loaded": False}, IDS[1]: {"model_loaded": True}})
+    assert least_loaded(vs).replica == IDS[1]
+    assert least_loaded([vs[0], vs[2]]).replica == IDS[2]  # unknown beats known-cold
+    busy = views(**{IDS[1]: {"model_loaded": True, "in_flight": 2}})
+    assert least_loaded([busy[0], busy[1]]).replica == IDS[0]  # load still comes first
