@@ -224,7 +224,10 @@ async def start_control(
             takeover_s=settings.session_takeover_s,
         )
         controller = Controller(store, hub, convert.encode_session_snapshot, tracer)
-        expiry_audit = ExpiryAudit(controller.record)
+        # Audit events of what this process observes about its own routers. HA: every replica
+        # writes its own (unfenced: they decide nothing); one replica: through the controller.
+        observed = store.note if isinstance(store, EtcdStore) else controller.record
+        expiry_audit = ExpiryAudit(observed)
         hub.on_expire = expiry_audit
         # Expiry events still being written go to the store before it closes.
         stack.push_async_callback(expiry_audit.drain)
@@ -288,7 +291,7 @@ async def start_control(
             parity=parity,
             identify=auth.principal,
             session_policy=SessionPolicy(
-                auth.principal, controller.record, settings.max_report_count
+                auth.principal, observed, settings.max_report_count
             ),
             stats_sink=ha.relay.publish if ha is not None else None,
             session_catch_up_s=2.0 if ha is not None else 0.0,

@@ -235,6 +235,14 @@ class EtcdStore:
         raise StoreError(f"etcd {self.prefix}: commit gave up after {MAX_ATTEMPTS} conflicts")
 
     async def record(self, decision: Decision) -> AuditEvent:
+        return await self._append(decision, fenced=True)
+
+    async def note(self, decision: Decision) -> AuditEvent:
+        """An audit event of what this replica observed (a router expired, a router's stats
+        refused), written whether or not it leads: it decides nothing, so it is not fenced."""
+        return await self._append(decision, fenced=False)
+
+    async def _append(self, decision: Decision, *, fenced: bool) -> AuditEvent:
         self._check_open()
         for _ in range(MAX_ATTEMPTS):
             _, (state_kv, seq_kv) = await self.client.read([self.k_state, self.k_seq])
@@ -254,7 +262,7 @@ class EtcdStore:
                 [
                     Compare(self.k_state, "mod", state_kv.mod_revision),
                     Compare(self.k_seq, "mod", seq_kv.mod_revision if seq_kv else 0),
-                    *self._guards(),
+                    *(self._guards() if fenced else ()),
                 ],
                 [
                     Put(self._event_key(current.version, seq), _event_value(event, seq)),
@@ -264,7 +272,7 @@ class EtcdStore:
             )
             if ok:
                 return event
-            if self._fenced(reads[0]):
+            if fenced and self._fenced(reads[0]):
                 raise self._not_leader(reads[0])
         raise StoreError(f"etcd {self.prefix}: record gave up after {MAX_ATTEMPTS} conflicts")
 

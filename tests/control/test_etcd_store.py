@@ -65,7 +65,7 @@ async def elect(client: EtcdClient, store: EtcdStore, who: str) -> tuple[int, Fe
 async def test_a_former_leader_cannot_write(etcd_cluster: EtcdCluster, etcd_prefix: str) -> None:
     """Fencing: A is elected and writes; its lease ends (a pause past the TTL), B is elected;
     A's next change and decision are refused with NotLeader naming B, and nothing of A's lands,
-    although A's compare-and-set version is still right."""
+    although A's compare-and-set version is still right; an observation A notes is filed."""
     a = EtcdStore(etcd_cluster.endpoints, prefix=etcd_prefix)
     b = EtcdStore(etcd_cluster.endpoints, prefix=etcd_prefix)
     await a.open(default_state())
@@ -80,8 +80,11 @@ async def test_a_former_leader_cannot_write(etcd_cluster: EtcdCluster, etcd_pref
     assert (exc.value.leader_id, exc.value.leader_address) == ("b", "b:50061")
     with pytest.raises(NotLeader):
         await a.record(Decision("rollback-controller", "alert", "stale", {}))
+    # What a replica observes (a router expired) is still filed: it decides nothing.
+    noted = await a.note(Decision("control-service", "router_expired", "r1 gone", {}))
+    assert noted.version == 2
     assert (await b.current()).version == 2
-    assert [e.action for e in await b.events(0, 10)] == ["promote", "init"]
+    assert [e.action for e in await b.events(0, 10)] == ["router_expired", "promote", "init"]
     assert (await b.commit(2, promote))[0].version == 3  # the new leader writes
     await a.close()
     await b.close()

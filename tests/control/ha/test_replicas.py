@@ -44,7 +44,7 @@ async def pair(
             asyncio.create_task(c.app.replica.elector.wait_for(lambda v: v.is_leader))  # type: ignore[union-attr]
             for c in cs
         ]
-        done, pending = await asyncio.wait(waits, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        done, pending = await asyncio.wait(waits, timeout=20, return_when=asyncio.FIRST_COMPLETED)
         for t in pending:
             t.cancel()
         assert done, "no leader elected"
