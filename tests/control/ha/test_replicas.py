@@ -147,3 +147,11 @@ def test_an_unknown_store_is_refused_naming_the_field() -> None:
     with pytest.raises(ValidationError, match="no etcd endpoint"):
         ControlSettings(store="etcd://")
     assert ControlSettings(store="sqlite").store == ""
+
+
+def test_llm_control_store_flag_selects_the_store_and_refuses_a_bad_one() -> None:
+    from control_service.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--store", "redis://x:1", "--log-level", "ERROR"])
+    assert "store" in str(exc.value)
