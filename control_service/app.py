@@ -290,9 +290,7 @@ async def start_control(
             shadow=shadow,
             parity=parity,
             identify=auth.principal,
-            session_policy=SessionPolicy(
-                auth.principal, observed, settings.max_report_count
-            ),
+            session_policy=SessionPolicy(auth.principal, observed, settings.max_report_count),
             stats_sink=ha.relay.publish if ha is not None else None,
             session_catch_up_s=2.0 if ha is not None else 0.0,
             engines=engines,
